@@ -1,0 +1,125 @@
+"""Feature normalisation with LeRobot's modes and statistics layout.
+
+LeRobot keeps normalisation outside the model (in its processors), with per-feature statistics
+{mean, std, min, max} as stored in a dataset's meta/stats.json. Images are normalised per
+channel after conversion to float in [0, 1] and (C, H, W) layout, so image stats have shape
+(3, 1, 1); state and action stats have shape (D,).
+
+We follow the same split: the policy's nn.Module sees normalised tensors, the Normalizer is a
+separate module saved next to the weights. That keeps our parameter names identical to
+LeRobot's and lets the exporter choose whether to bake normalisation into an ONNX stage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+EPS = 1e-8
+STAT_NAMES = ("mean", "std", "min", "max")
+
+Stats = dict[str, dict[str, np.ndarray]]
+
+
+class NormalizationMode(str, Enum):
+    """Same names as LeRobot's NormalizationMode."""
+
+    MEAN_STD = "MEAN_STD"
+    MIN_MAX = "MIN_MAX"
+    IDENTITY = "IDENTITY"
+
+
+def stats_from_json(obj: Mapping[str, Mapping[str, object]]) -> Stats:
+    """Convert a meta/stats.json-style mapping (lists) into float32 arrays.
+
+    Keys other than mean/std/min/max (e.g. count, quantiles) are kept as arrays too.
+    """
+    out: Stats = {}
+    for feature, stats in obj.items():
+        out[feature] = {name: np.asarray(value, dtype=np.float32) for name, value in stats.items()}
+    return out
+
+
+def load_stats(path: str | Path) -> Stats:
+    """Read a stats.json file (LeRobot meta/stats.json layout)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"normalisation statistics not found: {path}") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); re-create it from the dataset") from e
+    return stats_from_json(raw)
+
+
+def stats_to_json(stats: Stats) -> dict[str, dict[str, list]]:
+    return {f: {k: np.asarray(v).tolist() for k, v in s.items()} for f, s in stats.items()}
+
+
+def _buffer_name(feature: str, stat: str) -> str:
+    # nn.Module buffer names may not contain dots.
+    return f"{feature.replace('.', '__')}__{stat}"
+
+
+class Normalizer(nn.Module):
+    """Normalises (or un-normalises) the features named in `modes` using `stats`.
+
+    stats: {feature: {"mean": (D,) or (3,1,1), "std": ..., "min": ..., "max": ...}}
+    modes: {feature: NormalizationMode}; features missing from `modes` pass through untouched.
+    Statistics live in buffers so they move with .to(device) and are saved in state_dict().
+    """
+
+    def __init__(self, stats: Stats, modes: Mapping[str, NormalizationMode | str]):
+        super().__init__()
+        self.modes = {k: NormalizationMode(v) for k, v in modes.items()}
+        for feature, mode in self.modes.items():
+            if mode is NormalizationMode.IDENTITY:
+                continue
+            if feature not in stats:
+                raise KeyError(
+                    f"no statistics for feature {feature!r} (have: {sorted(stats)}); "
+                    "compute them from the dataset (meta/stats.json) or set its mode to IDENTITY"
+                )
+            needed = ("mean", "std") if mode is NormalizationMode.MEAN_STD else ("min", "max")
+            for stat in needed:
+                if stat not in stats[feature]:
+                    raise KeyError(f"statistics of {feature!r} lack {stat!r} needed by {mode.value}")
+                value = torch.as_tensor(np.asarray(stats[feature][stat], dtype=np.float32))
+                if not torch.isfinite(value).all():
+                    raise ValueError(f"statistic {feature}/{stat} contains NaN or inf: {value}")
+                self.register_buffer(_buffer_name(feature, stat), value)
+
+    def _stat(self, feature: str, stat: str) -> Tensor:
+        return getattr(self, _buffer_name(feature, stat))
+
+    def normalize(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        out = dict(batch)
+        for feature, mode in self.modes.items():
+            if feature not in batch or mode is NormalizationMode.IDENTITY:
+                continue
+            x = batch[feature]
+            if mode is NormalizationMode.MEAN_STD:
+                out[feature] = (x - self._stat(feature, "mean")) / (self._stat(feature, "std") + EPS)
+            else:  # MIN_MAX to [-1, 1]
+                lo, hi = self._stat(feature, "min"), self._stat(feature, "max")
+                out[feature] = (x - lo) / (hi - lo + EPS) * 2.0 - 1.0
+        return out
+
+    def unnormalize(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        out = dict(batch)
+        for feature, mode in self.modes.items():
+            if feature not in batch or mode is NormalizationMode.IDENTITY:
+                continue
+            x = batch[feature]
+            if mode is NormalizationMode.MEAN_STD:
+                out[feature] = x * (self._stat(feature, "std") + EPS) + self._stat(feature, "mean")
+            else:
+                lo, hi = self._stat(feature, "min"), self._stat(feature, "max")
+                out[feature] = (x + 1.0) / 2.0 * (hi - lo + EPS) + lo
+        return out
