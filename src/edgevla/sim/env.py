@@ -119,12 +119,12 @@ class TeaBagMugEnv(gym.Env):
 
         h, w = self.scene.image_height, self.scene.image_width
         spaces: dict[str, gym.Space] = {
-            STATE_KEY: gym.spaces.Box(JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1], dtype=np.float32)
+            STATE_KEY: gym.spaces.Box(JOINT_LIMITS[:, 0].astype(np.float32), JOINT_LIMITS[:, 1].astype(np.float32), dtype=np.float32)
         }
-        for cam in self.scene.cameras:
+        for cam in self.scene.cameras if render_images else ():
             spaces[image_key(cam)] = gym.spaces.Box(0, 255, (h, w, 3), dtype=np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1], dtype=np.float32)
+        self.action_space = gym.spaces.Box(JOINT_LIMITS[:, 0].astype(np.float32), JOINT_LIMITS[:, 1].astype(np.float32), dtype=np.float32)
         self.start_state: StartState | None = None
         self._steps = 0
         self._success_streak = 0

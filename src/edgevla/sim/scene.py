@@ -80,20 +80,28 @@ class Workspace:
     r_max: float = 0.37
     theta_min: float = -1.20
     theta_max: float = 1.70
+    # The bag's centre keeps this far from the mug's axis: mug radius 5 cm + the bag's
+    # half-diagonal 3.9 cm + 1 cm for the pads.
+    mug_clearance: float = 0.10
 
-    def contains(self, xy: np.ndarray, margin: float = 0.0) -> bool:
+    def contains(self, xy, margin: float = 0.0) -> bool:
         r = float(np.hypot(xy[0], xy[1]))
         th = math.atan2(xy[1], xy[0])
+        clear = math.hypot(xy[0] - MUG_POS[0], xy[1] - MUG_POS[1]) >= self.mug_clearance
         return (
             self.r_min + margin <= r <= self.r_max - margin
             and self.theta_min <= th <= self.theta_max
+            and clear
         )
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """Uniform over the sector's area."""
-        r = math.sqrt(rng.uniform(self.r_min**2, self.r_max**2))
-        th = rng.uniform(self.theta_min, self.theta_max)
-        return np.array([r * math.cos(th), r * math.sin(th)])
+        """Uniform over the sector's area (rejecting the mug's surroundings)."""
+        while True:
+            r = math.sqrt(rng.uniform(self.r_min**2, self.r_max**2))
+            th = rng.uniform(self.theta_min, self.theta_max)
+            xy = np.array([r * math.cos(th), r * math.sin(th)])
+            if self.contains(xy):
+                return xy
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ class SceneConfig:
         if not (h_min <= self.image_height <= h_max and w_min <= self.image_width <= w_max):
             raise ValueError(
                 f"image size {self.image_height}x{self.image_width} (HxW) is not supported; "
-                f"height must be in [{h_min}, {h_max}] and width in [{w_min}, {w_max}]"
+                f"height must be in [{h_min}, {h_max}] and width must be in [{w_min}, {w_max}]"
             )
         if not 1 <= self.fps <= 500:
             raise ValueError(f"fps={self.fps} must be between 1 and 500")
@@ -227,7 +235,7 @@ def build_mjcf(cfg: SceneConfig) -> str:
     pad_z = tcp_z - PAD_TIP_BELOW_TCP + pad_half[2]
     q0_half_gap = GRIPPER_GAP_AT_ZERO / 2
     top_cam = (0.13, 0.0, 0.62)
-    left_cam = (0.14, 0.62, 0.33)
+    left_cam = (0.12, 0.60, 0.42)
     return f"""
 <mujoco model="teabag_mug">
   <compiler angle="radian" autolimits="true"/>
@@ -256,7 +264,7 @@ def build_mjcf(cfg: SceneConfig) -> str:
            diffuse="{diffuse:.3f} {diffuse:.3f} {diffuse:.3f}" specular="0 0 0" castshadow="false"/>
     <geom name="table" type="box" size="0.55 0.55 0.02" pos="0.12 0 -0.02" rgba="{_fmt(cfg.table_rgba)}" class="object"/>
     <camera name="top" pos="{_fmt(top_cam)}" xyaxes="0 -1 0 1 0 0" fovy="52"/>
-    <camera name="left" pos="{_fmt(left_cam)}" xyaxes="{look_at_xyaxes(left_cam, (0.12, -0.02, 0.02))}" fovy="58"/>
+    <camera name="left" pos="{_fmt(left_cam)}" xyaxes="{look_at_xyaxes(left_cam, (0.10, -0.06, 0.0))}" fovy="58"/>
     <body name="base" childclass="arm">
       <geom name="base" type="cylinder" size="0.045 0.03" pos="0 0 0.03" rgba="{dark}"/>
       <body name="shoulder" pos="0 0 0.06">
