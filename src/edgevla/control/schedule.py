@@ -281,3 +281,21 @@ def schedule_command(
         table.add_row(name, value, style=style)
     Console().print(table)
     return check
+
+
+@dataclass
+class ScheduleArgs:
+    """Does T_inference < T_execution hold? Exit status 0 when it fits, 1 when it does not."""
+
+    latency: float
+    """inference latency in seconds (e.g. 0.32 or 2.86, the paper's i.MX 95 figures)"""
+    fps: float = 60.0
+    chunk: int = 100
+    threshold: float = 0.2
+    """chunk_size_threshold g in [0, 1]: request when g * chunk actions remain"""
+    json: bool = False
+
+
+def run_schedule(args: ScheduleArgs) -> dict:
+    check = schedule_command(args.latency, args.fps, args.chunk, args.threshold, as_json=args.json)
+    return {"exit_code": 0 if check.fits else 1}
