@@ -13,6 +13,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("demo",): ("edgevla.demo", "DemoArgs", "run", "run the whole pipeline as far as it is built"),
     ("sim", "bench"): ("edgevla.sim.bench", "SimBenchArgs", "run", "environment steps/s and expert success rate"),
     ("sim", "snapshot"): ("edgevla.sim.snapshot", "SnapshotArgs", "run", "PNG of the camera views (and an expert rollout)"),
+    ("plan",): ("edgevla.dataset.plan", "PlanArgs", "run_plan", "draw a recording plan: clusters, starts, recovery, held-out cluster, eval sets"),
     ("schedule",): ("edgevla.control.schedule", "ScheduleArgs", "run_schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
 }
 

@@ -76,10 +76,10 @@ class Workspace:
     11 non-overlapping 10 x 10 cm clusters (issue: the recording plan tiles it).
     """
 
-    r_min: float = 0.13
+    r_min: float = 0.14
     r_max: float = 0.37
     theta_min: float = -1.20
-    theta_max: float = 1.70
+    theta_max: float = 1.80
     # The bag's centre keeps this far from the mug's axis: mug radius 5 cm + the bag's
     # half-diagonal 3.9 cm + 1 cm for the pads.
     mug_clearance: float = 0.10
