@@ -1,0 +1,67 @@
+"""Shared fixtures for the ACT tests: the LeRobot reference folder and a tiny config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgevla.policies.act.config import ACTConfig, default_features
+
+REFERENCE = Path("/work/shared/reference")
+ACT_CHECKPOINT = REFERENCE / "lerobot-act-checkpoint"
+DEFAULT_PARAMS_TSV = REFERENCE / "lerobot-act-default-params.tsv"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The CI machine has 2 shared cores; one thread keeps timings stable and neighbours happy."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _tiny_config(**overrides) -> ACTConfig:
+    """A few-thousand-parameter transformer on ResNet-18; dims unlike 6 to catch hard-coding."""
+    inputs, outputs = default_features(
+        cameras=("top", "gripper"), image_hw=(32, 40), state_dim=3, action_dim=4
+    )
+    values = {
+        "input_features": inputs,
+        "output_features": outputs,
+        "chunk_size": 8,
+        "n_action_steps": 8,
+        "dim_model": 32,
+        "n_heads": 4,
+        "dim_feedforward": 64,
+        "n_encoder_layers": 1,
+        "n_decoder_layers": 1,
+        "n_vae_encoder_layers": 1,
+        "latent_dim": 8,
+        "dropout": 0.0,
+    }
+    values.update(overrides)
+    return ACTConfig(**values)
+
+
+@pytest.fixture
+def tiny_config():
+    """Factory: tiny_config(**overrides) -> ACTConfig."""
+    return _tiny_config
+
+
+@pytest.fixture
+def act_checkpoint() -> Path:
+    """The folder LeRobot 0.6.1 wrote with ACTPolicy.save_pretrained (+ golden_io.safetensors)."""
+    if not ACT_CHECKPOINT.is_dir():
+        pytest.skip(f"reference checkpoint not found at {ACT_CHECKPOINT}")
+    return ACT_CHECKPOINT
+
+
+@pytest.fixture
+def default_params_tsv() -> Path:
+    if not DEFAULT_PARAMS_TSV.is_file():
+        pytest.skip(f"reference parameter list not found at {DEFAULT_PARAMS_TSV}")
+    return DEFAULT_PARAMS_TSV

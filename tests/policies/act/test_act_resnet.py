@@ -1,0 +1,55 @@
+"""Our ResNet: torchvision's names, FrozenBatchNorm2d semantics, torchvision weight files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from edgevla.policies.act.resnet import FrozenBatchNorm2d, ResNet, load_torchvision_weights
+
+
+def test_frozen_batchnorm_matches_eval_batchnorm():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(5).eval()
+    with torch.no_grad():
+        for t in (bn.weight, bn.bias, bn.running_mean):
+            t.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    frozen = FrozenBatchNorm2d(5)
+    frozen.load_state_dict(bn.state_dict())  # num_batches_tracked is dropped
+    assert [n for n, _ in frozen.named_parameters()] == []
+    x = torch.randn(2, 5, 3, 4)
+    torch.testing.assert_close(frozen(x), bn(x), rtol=1e-5, atol=1e-6)
+
+
+def test_names_and_feature_map():
+    names = list(ResNet("resnet18", num_classes=1000).state_dict())
+    assert names[:5] == [
+        "conv1.weight",
+        "bn1.weight",
+        "bn1.bias",
+        "bn1.running_mean",
+        "bn1.running_var",
+    ]
+    assert "layer4.0.downsample.0.weight" in names and "layer4.0.downsample.1.running_var" in names
+    assert names[-2:] == ["fc.weight", "fc.bias"]
+    assert len(names) == 102
+    trunk = ResNet("resnet34")
+    assert not any(n.startswith("fc.") for n in trunk.state_dict())
+    assert len(trunk.layer3) == 6
+    with torch.no_grad():
+        assert trunk(torch.randn(1, 3, 96, 128)).shape == (1, 512, 3, 4)
+
+
+def test_load_torchvision_weights(tmp_path):
+    # A torchvision-style file: regular BatchNorm (with num_batches_tracked) and an fc head.
+    state = ResNet("resnet18", num_classes=10).state_dict()
+    state = {k: torch.randn_like(v) for k, v in state.items()}
+    state["bn1.num_batches_tracked"] = torch.tensor(7)
+    torch.save(state, tmp_path / "resnet18.pth")
+    trunk = ResNet("resnet18")
+    load_torchvision_weights(trunk, tmp_path / "resnet18.pth")
+    torch.testing.assert_close(trunk.layer2[0].conv1.weight, state["layer2.0.conv1.weight"])
+    with pytest.raises(ValueError, match="missing"):
+        load_torchvision_weights(ResNet("resnet34"), tmp_path / "resnet18.pth")
