@@ -93,7 +93,7 @@ def test_unknown_key_warns_and_round_trips():
         ({"temporal_ensemble_coeff": 0.01}, "set n_action_steps=1"),
         ({"dim_model": 100, "n_heads": 8}, "multiple of n_heads"),
         ({"dim_model": 6, "n_heads": 2}, "multiple of 4"),
-        ({"vision_backbone": "resnet50"}, "use one of"),
+        ({"vision_backbone": "resnet50"}, "use resnet10, resnet18 or resnet34"),
         (
             {"replace_final_stride_with_dilation": True},
             "set replace_final_stride_with_dilation=False",

@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from edgevla.policies.act.resnet import parse_backbone
 from edgevla.features import (
     ACTION_DIM,
     ACTION_KEY,
@@ -40,7 +41,7 @@ from edgevla.policies.common.normalize import NormalizationMode
 
 POLICY_TYPE = "act"
 ENV_STATE_KEY = "observation.environment_state"
-SUPPORTED_BACKBONES = ("resnet18", "resnet34")
+SUPPORTED_BACKBONES = ("resnet18", "resnet34")  # what torchvision and LeRobot know; see resnet.parse_backbone
 SUPPORTED_ACTIVATIONS = ("relu", "gelu")
 
 # Keys of LeRobot's PreTrainedConfig that ACT does not use; written with these defaults unless a
@@ -205,10 +206,10 @@ class ACTConfig:
                 "temporal ensembling queries the policy every step: set n_action_steps=1 or "
                 "temporal_ensemble_coeff=None"
             )
-        if self.vision_backbone not in SUPPORTED_BACKBONES:
-            raise ValueError(
-                f"vision_backbone={self.vision_backbone!r} is not supported; use one of {SUPPORTED_BACKBONES}"
-            )
+        try:
+            parse_backbone(self.vision_backbone)
+        except ValueError as e:
+            raise ValueError(f"vision_backbone={self.vision_backbone!r}: {e}") from None
         if self.replace_final_stride_with_dilation:
             raise ValueError(
                 f"{self.vision_backbone} uses BasicBlocks, which do not support dilation "

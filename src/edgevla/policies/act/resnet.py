@@ -8,6 +8,7 @@ rebuild that tree here and any torchvision or LeRobot state dict loads without r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -15,10 +16,28 @@ from torch import Tensor, nn
 
 # Blocks per stage (BasicBlock only: Bottleneck ResNets-50+ are not needed on the edge).
 RESNET_LAYERS: dict[str, tuple[int, int, int, int]] = {
+    "resnet10": (1, 1, 1, 1),
     "resnet18": (2, 2, 2, 2),
     "resnet34": (3, 4, 6, 3),
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
+_NAME = re.compile(r"^(resnet(?:10|18|34))(?:-w(\d+))?$")
+
+
+def parse_backbone(name: str) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """(blocks per stage, widths per stage) for "resnet18", "resnet34", "resnet10", and narrow
+    edge variants "resnet18-w32" (stage widths 32/64/128/256: a quarter of the FLOPs, same
+    parameter names). torchvision and LeRobot only know the plain names."""
+    m = _NAME.match(name)
+    if not m:
+        raise ValueError(
+            f"unknown ResNet {name!r}; use resnet10, resnet18 or resnet34, optionally narrowed "
+            "with -w<base width>, e.g. resnet18-w32"
+        )
+    base = int(m.group(2)) if m.group(2) else STAGE_WIDTHS[0]
+    if not 8 <= base <= 128:
+        raise ValueError(f"{name}: base width {base} must be between 8 and 128")
+    return RESNET_LAYERS[m.group(1)], (base, 2 * base, 4 * base, 8 * base)
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -88,14 +107,13 @@ class ResNet(nn.Module):
 
     def __init__(self, name: str = "resnet18", num_classes: int | None = None):
         super().__init__()
-        if name not in RESNET_LAYERS:
-            raise ValueError(f"unknown ResNet {name!r}; choose one of {sorted(RESNET_LAYERS)}")
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = FrozenBatchNorm2d(64)
+        layers, widths = parse_backbone(name)
+        self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = FrozenBatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        c_in = 64
-        for i, (n_blocks, width) in enumerate(zip(RESNET_LAYERS[name], STAGE_WIDTHS, strict=True)):
+        c_in = widths[0]
+        for i, (n_blocks, width) in enumerate(zip(layers, widths, strict=True)):
             stride = 1 if i == 0 else 2
             blocks = [BasicBlock(c_in, width, stride)]
             blocks += [BasicBlock(width, width) for _ in range(n_blocks - 1)]
