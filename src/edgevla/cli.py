@@ -14,6 +14,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("sim", "bench"): ("edgevla.sim.bench", "SimBenchArgs", "run", "environment steps/s and expert success rate"),
     ("sim", "snapshot"): ("edgevla.sim.snapshot", "SnapshotArgs", "run", "PNG of the camera views (and an expert rollout)"),
     ("plan",): ("edgevla.dataset.plan", "PlanArgs", "run_plan", "draw a recording plan: clusters, starts, recovery, held-out cluster, eval sets"),
+    ("record",): ("edgevla.dataset.record", "RecordArgs", "run_record", "record the expert through a plan into a LeRobot v3 dataset (crash-safe)"),
+    ("train",): ("edgevla.train.loop", "TrainArgs", "run_train", "train ACT or the SmolVLA-architecture VLA; checkpoints, val loss, --resume"),
     ("schedule",): ("edgevla.control.schedule", "ScheduleArgs", "run_schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
 }
 

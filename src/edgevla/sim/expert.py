@@ -95,8 +95,21 @@ class ScriptedExpert:
     until the episode ends.
     """
 
-    def __init__(self, config: ExpertConfig | None = None):
-        self.config = config or ExpertConfig()
+    def __init__(self, config: ExpertConfig | None = None, rng: np.random.Generator | None = None):
+        """rng: when given, each episode varies a little as a human operator's would (tool
+        speed +-12%, hover and carry heights +-1 cm): a re-recorded failure is a new attempt,
+        not a replay. Without it the expert is exactly repeatable."""
+        config = config or ExpertConfig()
+        if rng is not None:
+            from dataclasses import replace
+
+            config = replace(
+                config,
+                speed_m_s=config.speed_m_s * float(rng.uniform(0.88, 1.12)),
+                hover_height=config.hover_height + float(rng.uniform(-0.01, 0.01)),
+                carry_height=config.carry_height + float(rng.uniform(-0.01, 0.0)),
+            )
+        self.config = config
         self._segments: list[_Segment] = []
         self._tick = 0
         self._last_q: np.ndarray | None = None

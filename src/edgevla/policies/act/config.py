@@ -428,7 +428,7 @@ def act_edge_preset(
         "output_features": outputs,
         "chunk_size": chunk_size,
         "n_action_steps": chunk_size,
-        "vision_backbone": "resnet18",
+        "vision_backbone": "resnet18-w32",
         "dim_model": 256,
         "n_heads": 8,
         "dim_feedforward": 1024,

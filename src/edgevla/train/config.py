@@ -1,0 +1,45 @@
+"""Training configuration (field names follow LeRobot's TrainPipelineConfig where they match)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. `steps`, `batch_size`, `save_freq`, `log_freq`, `seed` as in LeRobot."""
+
+    policy: Literal["act", "smolvla"] = "act"
+    preset: Literal["edge", "default", "tiny"] = "edge"
+    """edge: sized for a 2-core CPU; default: LeRobot's defaults; tiny: for tests and smoke runs"""
+    dataset: tuple[Path, ...] = (Path("datasets/teabag"),)
+    out: Path = Path("runs/act")
+    steps: int = 20_000
+    batch_size: int = 8
+    save_freq: int = 2_000
+    """checkpoint (and validation loss) every N steps; the paper used 20k"""
+    log_freq: int = 50
+    seed: int = 1000
+    lr: float | None = None
+    """override the policy's optimizer_lr (and backbone lr for ACT)"""
+    grad_clip_norm: float = 10.0
+    augment: bool = True
+    """random shifts (+-4 px) and brightness/contrast jitter on camera images"""
+    val_batches: int = 20
+    """validation batches per checkpoint (batch_size each, fixed order)"""
+    threads: int | None = None
+    """torch intra-op threads (default: all cores)"""
+    resume: bool = False
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+    """policy config overrides, KEY=VALUE (JSON values), e.g. chunk_size=50"""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.save_freq < 1 or self.log_freq < 1:
+            raise ValueError("steps, batch_size, save_freq and log_freq must be >= 1")
+        if self.grad_clip_norm <= 0:
+            raise ValueError(f"grad_clip_norm={self.grad_clip_norm} must be > 0")
+        for o in self.overrides:
+            if "=" not in o:
+                raise ValueError(f"override {o!r} must look like KEY=VALUE, e.g. chunk_size=50")
