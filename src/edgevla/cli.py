@@ -16,6 +16,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("plan",): ("edgevla.dataset.plan", "PlanArgs", "run_plan", "draw a recording plan: clusters, starts, recovery, held-out cluster, eval sets"),
     ("record",): ("edgevla.dataset.record", "RecordArgs", "run_record", "record the expert through a plan into a LeRobot v3 dataset (crash-safe)"),
     ("train",): ("edgevla.train.loop", "TrainArgs", "run_train", "train ACT or the SmolVLA-architecture VLA; checkpoints, val loss, --resume"),
+    ("select",): ("edgevla.train.select", "SelectArgs", "run_select", "choose a run's checkpoint by closed-loop success on Test/Val"),
+    ("eval",): ("edgevla.eval.run", "EvalArgs", "run_eval", "closed-loop success on the plan's Test/Val/Global positions, sync vs async"),
     ("schedule",): ("edgevla.control.schedule", "ScheduleArgs", "run_schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
 }
 

@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 # Human output goes to stderr when --json is given, so stdout holds exactly one JSON object.
-console = Console(stderr=False)
+# Not a terminal (logs, CI): rich would wrap tables at 80 columns; results tables need more.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 

@@ -34,7 +34,7 @@ class RecordingEnv:
     def _obs(self) -> dict[str, np.ndarray]:
         return {STATE_KEY: self.state.copy()}
 
-    def reset(self, *, seed: int | None = None):
+    def reset(self, *, seed: int | None = None, options=None):
         self.state = np.full(ACTION_DIM, self.start, dtype=np.float32)
         self.commands = []
         return self._obs(), {}

@@ -42,7 +42,9 @@ class ControlEnv(Protocol):
     is float32 (action_dim,) joint position targets.
     """
 
-    def reset(self, *, seed: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]: ...
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
 
     def step(
         self, action: np.ndarray
@@ -77,13 +79,14 @@ def run_episode(
     clock: Clock | None = None,
     *,
     seed: int | None = None,
+    reset_options: dict[str, Any] | None = None,
 ) -> EpisodeResult:
     """Run one episode and measure it; see the module docstring for the per-tick order.
 
     clock: None uses VirtualClock(config.latency, seed=config.latency_seed). With a
     RealTimeClock, an inference error or timeout ends the episode with `result.error` set and
     the arm holding its last command; with a VirtualClock runner errors propagate.
-    seed: passed to env.reset.
+    seed, reset_options: passed to env.reset (e.g. the planned start state).
     """
     if clock is None:
         clock = VirtualClock(config.latency, seed=config.latency_seed)
@@ -93,7 +96,7 @@ def run_episode(
     queue = ActionQueue(runner.action_dim)
     recorder = EpisodeRecorder(config.fps)
 
-    observation, _ = env.reset(seed=seed)
+    observation, _ = env.reset(seed=seed, options=reset_options)
     check_observation(observation, runner)
     command = np.array(observation[STATE_KEY], dtype=np.float32)  # (D,) hold the start pose
     in_flight = False

@@ -1,0 +1,95 @@
+"""Evaluation summaries: the paper-format table, per-set figures, the per-cluster success map."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevla.dataset.plan import Plan
+from edgevla.eval.parallel import iter_sets
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Success per set and the control metrics, for one policy/format/mode."""
+    out: dict[str, Any] = {}
+    for name, rs in iter_sets(results):
+        n = len(rs)
+        out[f"success_{name}"] = float(np.mean([r["success"] for r in rs])) if n else None
+        out[f"n_{name}"] = n
+    ok = [r for r in results if r["success"]]
+    lat = [x for r in results for x in r.get("latencies_s", [])]
+    out.update(
+        {
+            "latency_p50_s": float(np.median(lat)) if lat else None,
+            "latency_p95_s": float(np.percentile(lat, 95)) if lat else None,
+            "completion_time_s": float(np.mean([r["completion_time_s"] for r in ok])) if ok else None,
+            "idle_fraction": float(np.mean([r["idle_fraction"] for r in results])),
+            "underruns": int(sum(r["underruns"] for r in results)),
+            "boundary_accel_max": float(np.max([r["boundary_accel_max"] for r in results])),
+            "boundary_accel_mean": float(np.mean([r["boundary_accel_max"] for r in results])),
+            "inferences": int(sum(r["inference_count"] for r in results)),
+            "errors": [r["error"] for r in results if r.get("error")],
+        }
+    )
+    return out
+
+
+def per_cluster(results: list[dict[str, Any]]) -> dict[int, float]:
+    by: dict[int, list[bool]] = {}
+    for r in results:
+        by.setdefault(int(r["cluster"]), []).append(bool(r["success"]))
+    return {c: float(np.mean(v)) for c, v in sorted(by.items())}
+
+
+def plot_cluster_map(plan: Plan, results: list[dict[str, Any]], path: str | Path, title: str) -> Path:
+    """Clusters coloured by success rate (red 0 -> green 1), each position marked pass/fail."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, Polygon, Wedge
+
+    rates = per_cluster(results)
+    cmap = plt.get_cmap("RdYlGn")
+    fig, ax = plt.subplots(figsize=(7, 6.2))
+    ws = plan.workspace
+    ax.add_patch(Wedge((0, 0), ws.r_max, math.degrees(ws.theta_min), math.degrees(ws.theta_max),
+                       width=ws.r_max - ws.r_min, facecolor="0.95", edgecolor="0.7"))  # fmt: skip
+    for c in plan.clusters:
+        rate = rates.get(c.id)
+        face = cmap(rate) if rate is not None else "0.85"
+        ax.add_patch(Polygon(c.corners(), closed=True, facecolor=face, edgecolor="k",
+                             hatch="//" if c.split == "val" else None, lw=1))  # fmt: skip
+        label = f"{c.id}\n{rate:.0%}" if rate is not None else str(c.id)
+        ax.text(*c.center_xy, label, ha="center", va="center", fontsize=9, weight="bold")
+    positions = {e.index: e for e in plan.test}
+    val_positions = {e.index: e for e in plan.val}
+    for r in results:
+        e = (positions if r["set"] == "test" else val_positions).get(r["position"])
+        if e is not None:
+            ax.plot(*e.bag_xy, "o" if r["success"] else "x", color="k", ms=4)
+    ax.add_patch(Circle(plan.mug_xy, 0.05, facecolor="#2171b5", alpha=0.8))
+    ax.add_patch(Circle((0, 0), 0.045, facecolor="0.2"))
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+    fig.colorbar(sm, ax=ax, label="success rate", shrink=0.8)
+    ax.set_aspect("equal")
+    ax.set_xlim(-0.2, 0.45)
+    ax.set_ylim(-0.42, 0.42)
+    ax.set_title(title + "\n(o success, x failure; hatched = held-out validation cluster)", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def fmt_rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def fmt_s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f} s"

@@ -1,0 +1,136 @@
+"""`edgevla eval`: the paper's protocol for a checkpoint (or, later, a bundle).
+
+Prints the paper-format table (policy, format, latency, Acc. Test (20), Acc. Val (10),
+Global (30)) with one row per control mode asked for, writes results.json, a per-cluster
+success map and a queue-size plot, and can perturb the scene (a camera that moved, dimmer
+light) to measure the accuracy loss the paper warns about.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from edgevla.console import console, emit_json, progress, table
+from edgevla.control.config import ControlConfig
+from edgevla.control.metrics import EpisodeResult, plot_queue_size
+from edgevla.dataset.plan import Plan
+from edgevla.eval.parallel import EnvSpec, RunnerSpec, run_parallel
+from edgevla.eval.protocol import eval_episodes
+from edgevla.eval.report import fmt_rate, fmt_s, plot_cluster_map, summarise
+from edgevla.sim.scene import CameraOffset, SceneConfig
+
+
+@dataclass
+class EvalArgs:
+    """Closed-loop evaluation on the plan's Test (20) / Val (10) / Global (30) positions."""
+
+    checkpoint: Path
+    plan: Path = Path("outputs/plan.json")
+    out: Path | None = None
+    """where results.json and figures go (default: <checkpoint>/eval)"""
+    modes: tuple[Literal["sync", "async"], ...] = ("async",)
+    threshold: str = "0.5"
+    """async chunk_size_threshold in [0, 1], or "auto" (latency-aware)"""
+    aggregate: str = "weighted_average"
+    n_action_steps: int | None = None
+    latency: str = "measured"
+    """virtual inference latency: measured | 0.32 | uniform:LO,HI | lognormal:MEDIAN,SIGMA"""
+    episodes: int = 1
+    """rollouts per position (more seeds, tighter figures)"""
+    sets: tuple[Literal["test", "val"], ...] = ("test", "val")
+    workers: int = 2
+    episode_time_s: float = 20.0
+    camera_moved: str | None = None
+    """perturbation: move this camera by --camera-shift-m / --camera-turn-deg"""
+    camera_shift_m: tuple[float, float, float] = (0.02, 0.0, 0.0)
+    camera_turn_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    light_intensity: float = 1.0
+    """perturbation: light intensity (1.0 = as recorded)"""
+    label: str | None = None
+    json: bool = False
+
+
+def control_config(args: EvalArgs, mode: str, fps: float) -> ControlConfig:
+    threshold: float | str = args.threshold if args.threshold == "auto" else float(args.threshold)
+    return ControlConfig(
+        mode=mode, chunk_size_threshold=threshold, aggregate_fn_name=args.aggregate,
+        n_action_steps=args.n_action_steps, fps=fps, latency=args.latency,
+        episode_time_s=args.episode_time_s,
+    )  # fmt: skip
+
+
+def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
+    plan = Plan.load(args.plan)
+    spec = RunnerSpec("checkpoint", Path(args.checkpoint))
+    probe = spec.build()  # fail fast in this process on a bad checkpoint
+    h, w = probe.image_hw
+    offsets = ()
+    if args.camera_moved:
+        offsets = (CameraOffset(args.camera_moved, tuple(args.camera_shift_m), tuple(args.camera_turn_deg)),)
+    scene = SceneConfig(image_height=h, image_width=w, camera_offsets=offsets, light_intensity=args.light_intensity)
+    env_spec = EnvSpec(scene, args.episode_time_s)
+    episodes = eval_episodes(plan, args.episodes, tuple(args.sets))
+    out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    rows, per_mode = [], {}
+    for mode in args.modes:
+        cfg = control_config(args, mode, scene.fps)
+        t0 = time.perf_counter()
+        with progress(quiet) as bar:
+            task = bar.add_task(f"eval {mode}", total=len(episodes), status="")
+            done = {"ok": 0, "n": 0}
+
+            def tick(r: dict[str, Any]) -> None:
+                done["n"] += 1
+                done["ok"] += bool(r["success"])
+                bar.update(task, advance=1, status=f"success {done['ok']}/{done['n']}")
+
+            results = run_parallel(episodes, spec, env_spec, cfg, args.workers, on_done=tick)
+        summary = summarise(results)
+        summary["wall_s"] = time.perf_counter() - t0
+        summary["control"] = {k: v for k, v in cfg.__dict__.items()}
+        tag = f"{mode}" + (f"-{args.threshold}" if mode == "async" else "")
+        summary["cluster_map"] = str(
+            plot_cluster_map(plan, results, out / f"clusters_{tag}.png", f"{args.label or args.checkpoint} ({tag})")
+        )
+        first = results[0]
+        trace = EpisodeResult(**{k: first[k] for k in EpisodeResult.__dataclass_fields__ if k in first})
+        summary["queue_plot"] = str(plot_queue_size(trace, out / f"queue_{tag}.png", chunk_size=probe.chunk_size, title=f"{tag}: {first['key']}"))
+        per_mode[mode] = {"summary": summary, "episodes": results}
+        rows.append(
+            (args.label or Path(args.checkpoint).name, "PyTorch FP32", mode, fmt_s(summary["latency_p50_s"]),
+             fmt_rate(summary["success_test"]), fmt_rate(summary["success_val"]), fmt_rate(summary["success_global"]),
+             f"{summary['idle_fraction']:.1%}", fmt_s(summary["completion_time_s"]))
+        )  # fmt: skip
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "plan": str(args.plan),
+        "perturbation": {"camera_moved": args.camera_moved, "camera_shift_m": args.camera_shift_m,
+                         "camera_turn_deg": args.camera_turn_deg, "light_intensity": args.light_intensity},
+        "modes": {m: v["summary"] for m, v in per_mode.items()},
+    }  # fmt: skip
+    (out / "results.json").write_text(json.dumps({**result, "episodes": {m: v["episodes"] for m, v in per_mode.items()}}, default=str))
+    result["table"] = [
+        dict(zip(["policy", "format", "mode", "latency", "acc_test", "acc_val", "global", "idle", "completion"], r, strict=True))
+        for r in rows
+    ]
+    result["results_file"] = str(out / "results.json")
+    return result
+
+
+def run_eval(args: EvalArgs) -> dict[str, Any]:
+    result = evaluate(args, quiet=args.json)
+    if args.json:
+        emit_json(result)
+    else:
+        n = {m: v for m, v in result["modes"].items()}
+        any_mode = next(iter(n.values()))
+        cols = ["Policy", "Format", "Mode", "Latency", f"Acc. Test ({any_mode['n_test']})",
+                f"Acc. Val ({any_mode['n_val']})", f"Global ({any_mode['n_global']})", "Idle", "Completion"]  # fmt: skip
+        console.print(table("edgevla eval", cols, [tuple(r.values()) for r in result["table"]]))
+        console.print(f"results: {result['results_file']}")
+    return result
