@@ -4,3 +4,22 @@ import warnings
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_recording(tmp_path_factory):
+    """A real recording of a tiny plan (4 episodes: 2 train, 2 val), shared by the session.
+
+    Returns (plan_path, dataset_path)."""
+    from edgevla.dataset.plan import PlanConfig, make_plan
+    from edgevla.dataset.record import RecordArgs, run_record
+
+    root = tmp_path_factory.mktemp("tiny")
+    plan = make_plan(PlanConfig(n_clusters=2, positions_per_cluster=2, recovery_per_cluster=0, val_clusters=(2,), test_per_cluster=1))
+    plan_path = plan.save(root / "plan.json")
+    out = root / "dataset"
+    run_record(RecordArgs(plan=plan_path, out=out, json=True))
+    return plan_path, out

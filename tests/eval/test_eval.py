@@ -1,0 +1,95 @@
+"""The evaluation protocol and harness, end to end on a real (tiny, barely trained) checkpoint."""
+
+import json
+
+import pytest
+
+from edgevla.dataset.plan import Plan, make_plan
+from edgevla.eval.protocol import eval_episodes
+from edgevla.eval.run import EvalArgs, evaluate
+from edgevla.train.config import TrainConfig
+from edgevla.train.loop import list_checkpoints, train
+
+
+def test_protocol_selects_the_papers_positions():
+    plan = make_plan()
+    eps = eval_episodes(plan)
+    test = [e for e in eps if e.set == "test"]
+    val = [e for e in eps if e.set == "val"]
+    assert len(test) == 20 and len(val) == 10
+    assert {e.planned.cluster for e in val} == set(plan.config.val_clusters)
+    assert 6 not in {e.planned.cluster for e in test}
+    train_positions = {e.bag_xy for e in plan.episodes if e.split == "train"}
+    assert not any(e.planned.bag_xy in train_positions for e in test), "test positions are fresh"
+    assert {e.planned.bag_xy for e in val} == {e.bag_xy for e in plan.episodes if e.split == "val"}
+    three = eval_episodes(plan, repeats=3)
+    assert len(three) == 90 and len({e.seed for e in three}) == 90
+
+
+def test_bad_protocol_arguments():
+    plan = make_plan()
+    with pytest.raises(ValueError, match=">= 1"):
+        eval_episodes(plan, repeats=0)
+    with pytest.raises(ValueError, match="unknown evaluation set"):
+        eval_episodes(plan, sets=("train",))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tiny_recording, tmp_path_factory):
+    _, ds = tiny_recording
+    out = tmp_path_factory.mktemp("run")
+    train(TrainConfig(policy="act", preset="tiny", dataset=(ds,), out=out, steps=2, batch_size=2,
+                      save_freq=2, threads=1, val_batches=1), quiet=True)  # fmt: skip
+    return list_checkpoints(out)[-1]
+
+
+@pytest.mark.slow
+def test_eval_runs_sync_and_async_and_writes_results(tiny_recording, tiny_checkpoint, tmp_path):
+    plan_path, _ = tiny_recording
+    args = EvalArgs(checkpoint=tiny_checkpoint, plan=plan_path, out=tmp_path, modes=("sync", "async"),
+                    workers=1, episode_time_s=2.0, latency="0.1")  # fmt: skip
+    result = evaluate(args, quiet=True)
+    plan = Plan.load(plan_path)
+    for mode in ("sync", "async"):
+        s = result["modes"][mode]
+        assert s["n_test"] == len(plan.test) and s["n_val"] == len(plan.val)
+        assert 0.0 <= s["success_global"] <= 1.0
+        assert s["latency_p50_s"] == pytest.approx(0.1)
+    # With a 0.1 s virtual latency the synchronous arm idles while it waits; async barely does.
+    assert result["modes"]["sync"]["idle_fraction"] > result["modes"]["async"]["idle_fraction"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["episodes"]) == {"sync", "async"}
+    assert (tmp_path / "clusters_sync.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_image_size_mismatch_is_refused(tiny_recording, tiny_checkpoint, tmp_path):
+    from edgevla.eval.parallel import _check_compatible
+    from edgevla.policies.runner import TorchPolicyRunner
+    from edgevla.sim.env import TeaBagMugEnv
+    from edgevla.sim.scene import SceneConfig
+
+    runner = TorchPolicyRunner.from_checkpoint(tiny_checkpoint)
+    env = TeaBagMugEnv(SceneConfig(image_height=64, image_width=64), render_images=False)
+    with pytest.raises(ValueError, match="expects 96x128 images"):
+        _check_compatible(runner, env)
+    env = TeaBagMugEnv(SceneConfig(cameras=("top", "gripper")), render_images=False)
+    with pytest.raises(ValueError, match="cameras \\['left'\\]"):
+        _check_compatible(runner, env)
+
+
+def test_runner_refuses_missing_camera_and_wrong_shape(tiny_checkpoint):
+    import numpy as np
+
+    from edgevla.policies.runner import TorchPolicyRunner
+
+    runner = TorchPolicyRunner.from_checkpoint(tiny_checkpoint)
+    obs = {"observation.state": np.zeros(6, np.float32)}
+    obs.update({f"observation.images.{c}": np.zeros((96, 128, 3), np.uint8) for c in ("top", "gripper")})
+    with pytest.raises(KeyError, match="camera 'left' is missing"):
+        runner.predict_chunk(obs)
+    obs["observation.images.left"] = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="expects \\(96, 128\\)"):
+        runner.predict_chunk(obs)
+    obs["observation.images.left"] = np.zeros((96, 128, 3), np.uint8)
+    chunk = runner.predict_chunk(obs)
+    assert chunk.shape == (runner.chunk_size, 6) and chunk.dtype == np.float32
