@@ -11,10 +11,12 @@ from collections.abc import Sequence
 # command words -> (module, Args dataclass name, function name, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("demo",): ("edgevla.demo", "DemoArgs", "run", "run the whole pipeline as far as it is built"),
+    ("bench", "async"): ("edgevla.eval.async_bench", "AsyncBenchArgs", "run_async_bench", "sync vs async vs auto at the paper's latencies (virtual clock)"),
     ("sim", "bench"): ("edgevla.sim.bench", "SimBenchArgs", "run", "environment steps/s and expert success rate"),
     ("sim", "snapshot"): ("edgevla.sim.snapshot", "SnapshotArgs", "run", "PNG of the camera views (and an expert rollout)"),
     ("plan",): ("edgevla.dataset.plan", "PlanArgs", "run_plan", "draw a recording plan: clusters, starts, recovery, held-out cluster, eval sets"),
     ("record",): ("edgevla.dataset.record", "RecordArgs", "run_record", "record the expert through a plan into a LeRobot v3 dataset (crash-safe)"),
+    ("audit",): ("edgevla.dataset.audit", "AuditArgs", "run_audit", "audit a dataset: coverage, camera consistency, lighting, contrast, integrity, no cheating"),
     ("train",): ("edgevla.train.loop", "TrainArgs", "run_train", "train ACT or the SmolVLA-architecture VLA; checkpoints, val loss, --resume"),
     ("select",): ("edgevla.train.select", "SelectArgs", "run_select", "choose a run's checkpoint by closed-loop success on Test/Val"),
     ("eval",): ("edgevla.eval.run", "EvalArgs", "run_eval", "closed-loop success on the plan's Test/Val/Global positions, sync vs async"),

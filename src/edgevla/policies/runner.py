@@ -62,7 +62,7 @@ class TorchPolicyRunner:
         return self._image_hw
 
     def _batch(self, observation: dict[str, np.ndarray]) -> dict:
-        state = np.asarray(observation[STATE_KEY], dtype=np.float32)
+        state = np.array(observation[STATE_KEY], dtype=np.float32)  # a copy: inputs may be read-only
         if state.shape != (self._state_dim,):
             raise ValueError(f"{STATE_KEY} has shape {state.shape}; this policy expects ({self._state_dim},)")
         batch: dict = {STATE_KEY: torch.from_numpy(state)[None]}  # (1, D)
