@@ -46,6 +46,7 @@ def _stage(title: str, quiet: bool) -> None:
 
 def run(args: DemoArgs) -> dict[str, Any]:
     from edgevla.control.schedule import check_budget
+    from edgevla.dataset.audit import AuditArgs, AuditConfig, run_audit
     from edgevla.dataset.plan import PlanArgs, PlanConfig, run_plan
     from edgevla.dataset.record import RecordArgs, run_record
     from edgevla.sim import snapshot
@@ -76,15 +77,10 @@ def run(args: DemoArgs) -> dict[str, Any]:
     result["record"] = rec
     rows.append(("record", f"{rec['episodes_recorded']} episodes, {rec['frames']} frames, {rec['frames_per_s']:.0f} frames/s", str(dataset)))
 
-    try:
-        from edgevla.dataset.audit import AuditArgs, run_audit
-    except ImportError:  # the audit lands with its own change
-        run_audit = None
-    if run_audit is not None:
-        _stage("4. audit the recorded dataset", q)
-        audit = run_audit(AuditArgs(dataset=dataset, out=out / "audit", min_episodes_per_cluster=2, json=q))
-        result["audit"] = {k: v for k, v in audit.items() if k != "checks"}
-        rows.append(("audit", f"{audit.get('status', '?')}", str(out / "audit")))
+    _stage("4. audit the recorded dataset (the small plan has 2-3 episodes per cluster)", q)
+    audit = run_audit(AuditArgs(dataset=dataset, out=out / "audit", config=AuditConfig(min_episodes_per_cluster=2), json=q))
+    result["audit"] = {k: v for k, v in audit.items() if k != "findings"}
+    rows.append(("audit", f"{audit['status']}: {audit['summary']}", str(out / "audit")))
 
     _stage("5. train: a tiny ACT for 30 steps (the loop end to end)", q)
     run_dir = out / "run_tiny"

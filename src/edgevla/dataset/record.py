@@ -60,6 +60,8 @@ class RecordArgs:
     """replace an existing dataset at --out"""
     height: int = 96
     width: int = 128
+    fps: int = 30
+    """control and camera rate (the paper's async runs used 60)"""
     codec: Literal["av1", "h264"] = "av1"
     max_attempts: int = 4
     """attempts per planned episode before giving up on it"""
@@ -112,7 +114,7 @@ def record_episode(
 
 def run_record(args: RecordArgs) -> dict[str, Any]:
     plan = Plan.load(args.plan)
-    scene = SceneConfig(image_height=args.height, image_width=args.width)
+    scene = SceneConfig(image_height=args.height, image_width=args.width, fps=args.fps)
     calibration = _calibration(scene, plan)
     video = VideoSettings.av1() if args.codec == "av1" else VideoSettings.h264()
     if args.resume:
