@@ -18,7 +18,15 @@ def tiny_recording(tmp_path_factory):
     from edgevla.dataset.record import RecordArgs, run_record
 
     root = tmp_path_factory.mktemp("tiny")
-    plan = make_plan(PlanConfig(n_clusters=2, positions_per_cluster=2, recovery_per_cluster=0, val_clusters=(2,), test_per_cluster=1))
+    plan = make_plan(
+        PlanConfig(
+            n_clusters=2,
+            positions_per_cluster=2,
+            recovery_per_cluster=0,
+            val_clusters=(2,),
+            test_per_cluster=1,
+        )
+    )
     plan_path = plan.save(root / "plan.json")
     out = root / "dataset"
     run_record(RecordArgs(plan=plan_path, out=out, json=True))

@@ -11,21 +11,75 @@ from collections.abc import Sequence
 # command words -> (module, Args dataclass name, function name, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("demo",): ("edgevla.demo", "DemoArgs", "run", "run the whole pipeline as far as it is built"),
-    ("bench", "async"): ("edgevla.eval.async_bench", "AsyncBenchArgs", "run_async_bench", "sync vs async vs auto at the paper's latencies (virtual clock)"),
-    ("sim", "bench"): ("edgevla.sim.bench", "SimBenchArgs", "run", "environment steps/s and expert success rate"),
-    ("sim", "snapshot"): ("edgevla.sim.snapshot", "SnapshotArgs", "run", "PNG of the camera views (and an expert rollout)"),
-    ("plan",): ("edgevla.dataset.plan", "PlanArgs", "run_plan", "draw a recording plan: clusters, starts, recovery, held-out cluster, eval sets"),
-    ("record",): ("edgevla.dataset.record", "RecordArgs", "run_record", "record the expert through a plan into a LeRobot v3 dataset (crash-safe)"),
-    ("audit",): ("edgevla.dataset.audit", "AuditArgs", "run_audit", "audit a dataset: coverage, camera consistency, lighting, contrast, integrity, no cheating"),
-    ("train",): ("edgevla.train.loop", "TrainArgs", "run_train", "train ACT or the SmolVLA-architecture VLA; checkpoints, val loss, --resume"),
-    ("select",): ("edgevla.train.select", "SelectArgs", "run_select", "choose a run's checkpoint by closed-loop success on Test/Val"),
-    ("eval",): ("edgevla.eval.run", "EvalArgs", "run_eval", "closed-loop success on the plan's Test/Val/Global positions, sync vs async"),
-    ("schedule",): ("edgevla.control.schedule", "ScheduleArgs", "run_schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
+    ("bench", "async"): (
+        "edgevla.eval.async_bench",
+        "AsyncBenchArgs",
+        "run_async_bench",
+        "sync vs async vs auto at the paper's latencies (virtual clock)",
+    ),
+    ("sim", "bench"): (
+        "edgevla.sim.bench",
+        "SimBenchArgs",
+        "run",
+        "environment steps/s and expert success rate",
+    ),
+    ("sim", "snapshot"): (
+        "edgevla.sim.snapshot",
+        "SnapshotArgs",
+        "run",
+        "PNG of the camera views (and an expert rollout)",
+    ),
+    ("plan",): (
+        "edgevla.dataset.plan",
+        "PlanArgs",
+        "run_plan",
+        "draw a recording plan: clusters, starts, recovery, held-out cluster, eval sets",
+    ),
+    ("record",): (
+        "edgevla.dataset.record",
+        "RecordArgs",
+        "run_record",
+        "record the expert through a plan into a LeRobot v3 dataset (crash-safe)",
+    ),
+    ("audit",): (
+        "edgevla.dataset.audit",
+        "AuditArgs",
+        "run_audit",
+        "audit a dataset: coverage, camera consistency, lighting, contrast, integrity, no cheating",
+    ),
+    ("train",): (
+        "edgevla.train.loop",
+        "TrainArgs",
+        "run_train",
+        "train ACT or the SmolVLA-architecture VLA; checkpoints, val loss, --resume",
+    ),
+    ("select",): (
+        "edgevla.train.select",
+        "SelectArgs",
+        "run_select",
+        "choose a run's checkpoint by closed-loop success on Test/Val",
+    ),
+    ("eval",): (
+        "edgevla.eval.run",
+        "EvalArgs",
+        "run_eval",
+        "closed-loop success on the plan's Test/Val/Global positions, sync vs async",
+    ),
+    ("schedule",): (
+        "edgevla.control.schedule",
+        "ScheduleArgs",
+        "run_schedule",
+        "does T_inference < T_execution hold for a latency, fps, chunk, threshold",
+    ),
 }
 
 
 def _usage() -> str:
-    lines = ["usage: edgevla COMMAND [ARGS]  (edgevla COMMAND --help for its arguments)", "", "commands:"]
+    lines = [
+        "usage: edgevla COMMAND [ARGS]  (edgevla COMMAND --help for its arguments)",
+        "",
+        "commands:",
+    ]
     width = max(len(" ".join(k)) for k in COMMANDS)
     for words, (_, _, _, help_) in COMMANDS.items():
         lines.append(f"  {' '.join(words):<{width}}  {help_}")
@@ -47,9 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, args_name, fn_name, help_ = COMMANDS[match]
     module = importlib.import_module(module_name)
     args_type = getattr(module, args_name)
-    args = tyro.cli(args_type, args=argv[len(match) :], prog=f"edgevla {' '.join(match)}", description=help_)
+    args = tyro.cli(
+        args_type, args=argv[len(match) :], prog=f"edgevla {' '.join(match)}", description=help_
+    )
     result = getattr(module, fn_name)(args)
-    code = getattr(result, "exit_code", None) if not isinstance(result, dict) else result.get("exit_code")
+    code = (
+        getattr(result, "exit_code", None)
+        if not isinstance(result, dict)
+        else result.get("exit_code")
+    )
     return int(code or 0)
 
 

@@ -60,36 +60,93 @@ def run(args: DemoArgs) -> dict[str, Any]:
     rows = []
 
     _stage("1. simulate: expert episode and camera views", q)
-    snap = snapshot.run(snapshot.SnapshotArgs(out=out / "sim", seed=args.seed, episode=True, json=q))
+    snap = snapshot.run(
+        snapshot.SnapshotArgs(out=out / "sim", seed=args.seed, episode=True, json=q)
+    )
     result["sim"] = snap
-    rows.append(("simulate", f"expert episode success={snap['success']} ({snap['episode_steps']} steps)", snap["files"][-1]))
+    rows.append(
+        (
+            "simulate",
+            f"expert episode success={snap['success']} ({snap['episode_steps']} steps)",
+            snap["files"][-1],
+        )
+    )
 
     _stage("2. plan: 11 clusters, 120 train + 10 val episodes, 20 test + 10 val positions", q)
     plan = run_plan(PlanArgs(out=out / "plan.json", figure=out / "plan.png", json=q))
     result["plan"] = plan
-    rows.append(("plan", f"{plan['train_episodes']} train ({plan['recovery_share']:.0%} recovery) + {plan['val_episodes']} val", plan["figure"]))
+    rows.append(
+        (
+            "plan",
+            f"{plan['train_episodes']} train ({plan['recovery_share']:.0%} recovery) + {plan['val_episodes']} val",
+            plan["figure"],
+        )
+    )
 
     _stage("3. record: a small plan (3 clusters) into a LeRobot v3 dataset", q)
-    small = PlanConfig(n_clusters=3, positions_per_cluster=2, recovery_per_cluster=1, val_clusters=(3,), test_per_cluster=1)
-    run_plan(PlanArgs(out=out / "small_plan.json", config=small, json=True) if q else PlanArgs(out=out / "small_plan.json", config=small))
+    small = PlanConfig(
+        n_clusters=3,
+        positions_per_cluster=2,
+        recovery_per_cluster=1,
+        val_clusters=(3,),
+        test_per_cluster=1,
+    )
+    run_plan(
+        PlanArgs(out=out / "small_plan.json", config=small, json=True)
+        if q
+        else PlanArgs(out=out / "small_plan.json", config=small)
+    )
     dataset = out / "dataset"
     rec = run_record(RecordArgs(plan=out / "small_plan.json", out=dataset, overwrite=True, json=q))
     result["record"] = rec
-    rows.append(("record", f"{rec['episodes_recorded']} episodes, {rec['frames']} frames, {rec['frames_per_s']:.0f} frames/s", str(dataset)))
+    rows.append(
+        (
+            "record",
+            f"{rec['episodes_recorded']} episodes, {rec['frames']} frames, {rec['frames_per_s']:.0f} frames/s",
+            str(dataset),
+        )
+    )
 
     _stage("4. audit the recorded dataset (the small plan has 2-3 episodes per cluster)", q)
-    audit = run_audit(AuditArgs(dataset=dataset, out=out / "audit", config=AuditConfig(min_episodes_per_cluster=2), json=q))
+    audit = run_audit(
+        AuditArgs(
+            dataset=dataset,
+            out=out / "audit",
+            config=AuditConfig(min_episodes_per_cluster=2),
+            json=q,
+        )
+    )
     result["audit"] = {k: v for k, v in audit.items() if k != "findings"}
     rows.append(("audit", f"{audit['status']}: {audit['summary']}", str(out / "audit")))
 
     _stage("5. train: a tiny ACT for 30 steps (the loop end to end)", q)
     run_dir = out / "run_tiny"
     shutil.rmtree(run_dir, ignore_errors=True)
-    tr = train(TrainConfig(policy="act", preset="tiny", dataset=(dataset,), out=run_dir, steps=30, batch_size=4, save_freq=15, log_freq=5), quiet=q)
+    tr = train(
+        TrainConfig(
+            policy="act",
+            preset="tiny",
+            dataset=(dataset,),
+            out=run_dir,
+            steps=30,
+            batch_size=4,
+            save_freq=15,
+            log_freq=5,
+        ),
+        quiet=q,
+    )
     result["train"] = tr
-    rows.append(("train", f"tiny ACT, 30 steps, loss {tr['final_loss']:.3f}, val loss {tr['final_val_loss']:.3f}", str(run_dir / "curves.png")))
+    rows.append(
+        (
+            "train",
+            f"tiny ACT, 30 steps, loss {tr['final_loss']:.3f}, val loss {tr['final_val_loss']:.3f}",
+            str(run_dir / "curves.png"),
+        )
+    )
 
-    ckpt = args.checkpoint or (SHIPPED_CHECKPOINT if (SHIPPED_CHECKPOINT / "config.json").exists() else None)
+    ckpt = args.checkpoint or (
+        SHIPPED_CHECKPOINT if (SHIPPED_CHECKPOINT / "config.json").exists() else None
+    )
     if ckpt is not None and not args.skip_eval:
         from edgevla.eval.run import EvalArgs, evaluate
 
@@ -98,15 +155,30 @@ def run(args: DemoArgs) -> dict[str, Any]:
                                episodes=args.eval_episodes, label="ACT edge"), quiet=q)  # fmt: skip
         result["eval"] = {k: v for k, v in ev.items() if k != "episodes"}
         for r in ev["table"]:
-            rows.append((f"eval {r['mode']}", f"Test {r['acc_test']}  Val {r['acc_val']}  Global {r['global']}  latency {r['latency']}  idle {r['idle']}", ev["results_file"]))
+            rows.append(
+                (
+                    f"eval {r['mode']}",
+                    f"Test {r['acc_test']}  Val {r['acc_val']}  Global {r['global']}  latency {r['latency']}  idle {r['idle']}",
+                    ev["results_file"],
+                )
+            )
     elif not q:
         console.print("(no trained checkpoint at assets/act_edge: skipping closed-loop evaluation)")
 
-    _stage("7. schedule: T_inference < T_execution at the paper's settings (chunk 100, 60 fps, threshold 0.2)", q)
+    _stage(
+        "7. schedule: T_inference < T_execution at the paper's settings (chunk 100, 60 fps, threshold 0.2)",
+        q,
+    )
     budgets = {lat: check_budget(lat, 60, 100, 0.2) for lat in (0.32, 2.86)}
     result["schedule"] = {str(k): v.to_dict() for k, v in budgets.items()}
     for lat, b in budgets.items():
-        rows.append((f"schedule {lat} s", f"{'fits' if b.fits else 'does not fit'} (margin {b.margin_s:+.3f} s)", "edgevla schedule --latency " + str(lat)))
+        rows.append(
+            (
+                f"schedule {lat} s",
+                f"{'fits' if b.fits else 'does not fit'} (margin {b.margin_s:+.3f} s)",
+                "edgevla schedule --latency " + str(lat),
+            )
+        )
 
     if q:
         emit_json(result)

@@ -55,5 +55,7 @@ def image_key(camera: str) -> str:
 def camera_of(key: str) -> str:
     """Inverse of image_key: "observation.images.top" -> "top"."""
     if not key.startswith(IMAGE_KEY_PREFIX):
-        raise ValueError(f"{key!r} is not an image feature key (expected '{IMAGE_KEY_PREFIX}<camera>')")
+        raise ValueError(
+            f"{key!r} is not an image feature key (expected '{IMAGE_KEY_PREFIX}<camera>')"
+        )
     return key[len(IMAGE_KEY_PREFIX) :]

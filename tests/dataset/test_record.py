@@ -16,9 +16,14 @@ from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.dataset.record import EPISODE_COLUMNS, CalibrationMismatch, RecordArgs, run_record
 from edgevla.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY
 from edgevla.sim.env import TeaBagMugEnv
-from edgevla.sim.expert import rollout_expert
 
-SMALL = PlanConfig(n_clusters=3, positions_per_cluster=2, recovery_per_cluster=1, val_clusters=(2,), test_per_cluster=1)
+SMALL = PlanConfig(
+    n_clusters=3,
+    positions_per_cluster=2,
+    recovery_per_cluster=1,
+    val_clusters=(2,),
+    test_per_cluster=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +91,25 @@ def test_existing_dataset_is_not_overwritten(recorded, small_plan):
 def test_resume_with_other_scene_is_refused(recorded, small_plan):
     out, _ = recorded
     with pytest.raises(CalibrationMismatch, match="image_height"):
-        run_record(RecordArgs(plan=small_plan, out=out, resume=True, height=64, width=64, json=True))
+        run_record(
+            RecordArgs(plan=small_plan, out=out, resume=True, height=64, width=64, json=True)
+        )
 
 
 @pytest.mark.slow
 def test_kill_9_then_resume_finishes_the_plan(small_plan, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "edgevla.cli", "record", "--plan", str(small_plan), "--out", str(out), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgevla.cli",
+        "record",
+        "--plan",
+        str(small_plan),
+        "--out",
+        str(out),
+        "--json",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     staged = out / ".edgevla_staging" / "episodes"
     deadline = time.time() + 120

@@ -84,7 +84,9 @@ def test_runner_refuses_missing_camera_and_wrong_shape(tiny_checkpoint):
 
     runner = TorchPolicyRunner.from_checkpoint(tiny_checkpoint)
     obs = {"observation.state": np.zeros(6, np.float32)}
-    obs.update({f"observation.images.{c}": np.zeros((96, 128, 3), np.uint8) for c in ("top", "gripper")})
+    obs.update(
+        {f"observation.images.{c}": np.zeros((96, 128, 3), np.uint8) for c in ("top", "gripper")}
+    )
     with pytest.raises(KeyError, match="camera 'left' is missing"):
         runner.predict_chunk(obs)
     obs["observation.images.left"] = np.zeros((64, 64, 3), np.uint8)

@@ -13,7 +13,10 @@ def test_sim_bench_json_prints_one_object(capsys):
 
 
 def test_snapshot_writes_pngs(tmp_path, capsys):
-    assert main(["sim", "snapshot", "--out", str(tmp_path), "--episode", "--frames", "4", "--json"]) == 0
+    assert (
+        main(["sim", "snapshot", "--out", str(tmp_path), "--episode", "--frames", "4", "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     for f in result["files"]:
         with open(f, "rb") as fh:

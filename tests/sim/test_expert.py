@@ -15,7 +15,9 @@ def test_expert_succeeds_on_seeded_batch(env):
     successes = 0
     for seed in range(24):
         info = {}
-        for _, _, info in rollout_expert(env, seed=1000 + seed, options={"recovery": seed % 4 == 3}):
+        for _, _, info in rollout_expert(
+            env, seed=1000 + seed, options={"recovery": seed % 4 == 3}
+        ):
             pass
         successes += info["success"]
     assert successes >= 23
@@ -35,6 +37,8 @@ def test_expert_handles_both_bag_orientations(env):
 
     for yaw in (0.0, np.pi / 2):  # bag square to the arm, and turned a quarter
         info = {}
-        for _, _, info in rollout_expert(env, options={"start_state": StartState((0.22, 0.1), yaw)}):
+        for _, _, info in rollout_expert(
+            env, options={"start_state": StartState((0.22, 0.1), yaw)}
+        ):
             pass
         assert info["success"], f"failed with bag yaw {yaw}"

@@ -23,7 +23,14 @@ def test_closed_form_fk_matches_mujoco(model_data):
         np.testing.assert_allclose(forward_tcp(q), d.site_xpos[site], atol=1e-9)
 
 
-@pytest.mark.parametrize("pos, tilt, yaw", [((0.25, 0.0, 0.011), 0.0, 0.3), ((0.2, 0.15, 0.05), 0.0, -1.0), ((0.35, -0.1, 0.016), 0.6, None)])
+@pytest.mark.parametrize(
+    "pos, tilt, yaw",
+    [
+        ((0.25, 0.0, 0.011), 0.0, 0.3),
+        ((0.2, 0.15, 0.05), 0.0, -1.0),
+        ((0.35, -0.1, 0.016), 0.6, None),
+    ],
+)
 def test_ik_reaches_pose(model_data, pos, tilt, yaw):
     m, d = model_data
     q = solve_ik(GraspPose(np.array(pos), tilt, yaw))
@@ -32,7 +39,9 @@ def test_ik_reaches_pose(model_data, pos, tilt, yaw):
     site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
     np.testing.assert_allclose(d.site_xpos[site], pos, atol=1e-9)
     gripper_axis = -d.site_xmat[site].reshape(3, 3)[:, 2]  # the gripper points along -z
-    assert np.degrees(np.arccos(np.clip(-gripper_axis[2], -1, 1))) == pytest.approx(np.degrees(tilt), abs=1e-6)
+    assert np.degrees(np.arccos(np.clip(-gripper_axis[2], -1, 1))) == pytest.approx(
+        np.degrees(tilt), abs=1e-6
+    )
     if yaw is not None:
         closing = d.site_xmat[site].reshape(3, 3)[:, 1]
         assert abs(closing[0] * np.sin(yaw) - closing[1] * np.cos(yaw)) < 1e-9

@@ -35,7 +35,9 @@ def test_camera_offset_moves_only_that_camera(clean):
 
 
 def test_camera_rotation_changes_view(clean):
-    turned, _ = _obs(SceneConfig(camera_offsets=(CameraOffset("left", rotation_deg=(0.0, 2.0, 0.0)),)))
+    turned, _ = _obs(
+        SceneConfig(camera_offsets=(CameraOffset("left", rotation_deg=(0.0, 2.0, 0.0)),))
+    )
     assert _diff(turned[image_key("left")], clean[image_key("left")]) > 0.5
     assert _diff(turned[image_key("top")], clean[image_key("top")]) == 0
 

@@ -55,7 +55,10 @@ def test_tiny_act_overfits(tiny_recording, tmp_path):
     falls at least 1.5x in 120 steps (measured 1.9x; tests/policies/act pins the model alone
     at 5x with a frozen backbone)."""
     _, ds = tiny_recording
-    train(_cfg(ds, tmp_path / "o", steps=120, batch_size=4, save_freq=120, log_freq=1, augment=False), quiet=True)
+    train(
+        _cfg(ds, tmp_path / "o", steps=120, batch_size=4, save_freq=120, log_freq=1, augment=False),
+        quiet=True,
+    )
     losses = [r["l1_loss"] for r in read_log(tmp_path / "o") if "l1_loss" in r]
     first, last = np.mean(losses[:10]), np.mean(losses[-10:])
     assert last < first / 1.5, (first, last)

@@ -62,7 +62,8 @@ def run_async_bench(args: AsyncBenchArgs) -> dict[str, Any]:
     for lat in args.latencies:
         lat_s = f"{lat:g}"
         budgets[lat_s] = {
-            f"{g:g}": check_budget(lat, fps, runner.chunk_size, g).to_dict() for g in args.thresholds
+            f"{g:g}": check_budget(lat, fps, runner.chunk_size, g).to_dict()
+            for g in args.thresholds
         }
         rows.append(_one(args, lat_s, "sync", "0.5", f"sync@{lat_s}s"))
         for g in args.thresholds:
@@ -70,12 +71,19 @@ def run_async_bench(args: AsyncBenchArgs) -> dict[str, Any]:
         rows.append(_one(args, lat_s, "async", "auto", f"async-auto@{lat_s}s"))
         if not args.json:
             console.print(f"latency {lat_s} s done")
-    result = {"checkpoint": str(args.checkpoint), "fps": fps, "chunk_size": runner.chunk_size, "rows": rows, "budgets": budgets}
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "fps": fps,
+        "chunk_size": runner.chunk_size,
+        "rows": rows,
+        "budgets": budgets,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "async_bench.json").write_text(json.dumps(result, indent=1, default=str))
     if args.json:
         emit_json(result)
     else:
+
         def f(x, spec=".2f"):
             return "-" if x is None else format(x, spec)
 

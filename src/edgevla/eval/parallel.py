@@ -66,7 +66,9 @@ def _check_compatible(runner, env) -> None:
             f"{scene.image_height}x{scene.image_width}; evaluate at the policy's image size"
         )
     if runner.action_dim != env.action_space.shape[0]:
-        raise ValueError(f"the policy outputs {runner.action_dim} actions, the arm takes {env.action_space.shape[0]}")
+        raise ValueError(
+            f"the policy outputs {runner.action_dim} actions, the arm takes {env.action_space.shape[0]}"
+        )
 
 
 def _run_one(episode: EvalEpisode, control: ControlConfig) -> dict[str, Any]:
@@ -75,7 +77,13 @@ def _run_one(episode: EvalEpisode, control: ControlConfig) -> dict[str, Any]:
     env, runner = _worker["env"], _worker["runner"]
     _check_compatible(runner, env)
     cfg = replace(control, latency_seed=episode.seed)
-    result = run_episode(env, runner, cfg, seed=episode.seed, reset_options={"start_state": episode.planned.start_state()})
+    result = run_episode(
+        env,
+        runner,
+        cfg,
+        seed=episode.seed,
+        reset_options={"start_state": episode.planned.start_state()},
+    )
     out = result.to_dict(traces=True)
     out.update(
         {"set": episode.set, "position": episode.planned.index, "cluster": episode.planned.cluster,
@@ -106,7 +114,9 @@ def run_parallel(
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")  # fork after torch/EGL initialisation is not safe
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(runner_spec, env_spec)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(runner_spec, env_spec)
+        ) as pool:
             futures = {pool.submit(_run_one, ep, control): ep for ep in episodes}
             for fut in as_completed(futures):
                 r = fut.result()

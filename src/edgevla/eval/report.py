@@ -25,7 +25,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         {
             "latency_p50_s": float(np.median(lat)) if lat else None,
             "latency_p95_s": float(np.percentile(lat, 95)) if lat else None,
-            "completion_time_s": float(np.mean([r["completion_time_s"] for r in ok])) if ok else None,
+            "completion_time_s": float(np.mean([r["completion_time_s"] for r in ok]))
+            if ok
+            else None,
             "idle_fraction": float(np.mean([r["idle_fraction"] for r in results])),
             "underruns": int(sum(r["underruns"] for r in results)),
             "boundary_accel_max": float(np.max([r["boundary_accel_max"] for r in results])),
@@ -44,7 +46,9 @@ def per_cluster(results: list[dict[str, Any]]) -> dict[int, float]:
     return {c: float(np.mean(v)) for c, v in sorted(by.items())}
 
 
-def plot_cluster_map(plan: Plan, results: list[dict[str, Any]], path: str | Path, title: str) -> Path:
+def plot_cluster_map(
+    plan: Plan, results: list[dict[str, Any]], path: str | Path, title: str
+) -> Path:
     """Clusters coloured by success rate (red 0 -> green 1), each position marked pass/fail."""
     import matplotlib
 
@@ -78,7 +82,9 @@ def plot_cluster_map(plan: Plan, results: list[dict[str, Any]], path: str | Path
     ax.set_aspect("equal")
     ax.set_xlim(-0.2, 0.45)
     ax.set_ylim(-0.42, 0.42)
-    ax.set_title(title + "\n(o success, x failure; hatched = held-out validation cluster)", fontsize=9)
+    ax.set_title(
+        title + "\n(o success, x failure; hatched = held-out validation cluster)", fontsize=9
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

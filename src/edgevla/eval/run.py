@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,8 +70,14 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
     h, w = probe.image_hw
     offsets = ()
     if args.camera_moved:
-        offsets = (CameraOffset(args.camera_moved, tuple(args.camera_shift_m), tuple(args.camera_turn_deg)),)
-    scene = SceneConfig(image_height=h, image_width=w, camera_offsets=offsets, light_intensity=args.light_intensity)
+        offsets = (
+            CameraOffset(
+                args.camera_moved, tuple(args.camera_shift_m), tuple(args.camera_turn_deg)
+            ),
+        )
+    scene = SceneConfig(
+        image_height=h, image_width=w, camera_offsets=offsets, light_intensity=args.light_intensity
+    )
     env_spec = EnvSpec(scene, args.episode_time_s)
     episodes = eval_episodes(plan, args.episodes, tuple(args.sets))
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
@@ -84,7 +90,7 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
             task = bar.add_task(f"eval {mode}", total=len(episodes), status="")
             done = {"ok": 0, "n": 0}
 
-            def tick(r: dict[str, Any]) -> None:
+            def tick(r: dict[str, Any], done=done, task=task) -> None:
                 done["n"] += 1
                 done["ok"] += bool(r["success"])
                 bar.update(task, advance=1, status=f"success {done['ok']}/{done['n']}")
@@ -95,11 +101,25 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
         summary["control"] = {k: v for k, v in cfg.__dict__.items()}
         tag = f"{mode}" + (f"-{args.threshold}" if mode == "async" else "")
         summary["cluster_map"] = str(
-            plot_cluster_map(plan, results, out / f"clusters_{tag}.png", f"{args.label or args.checkpoint} ({tag})")
+            plot_cluster_map(
+                plan,
+                results,
+                out / f"clusters_{tag}.png",
+                f"{args.label or args.checkpoint} ({tag})",
+            )
         )
         first = results[0]
-        trace = EpisodeResult(**{k: first[k] for k in EpisodeResult.__dataclass_fields__ if k in first})
-        summary["queue_plot"] = str(plot_queue_size(trace, out / f"queue_{tag}.png", chunk_size=probe.chunk_size, title=f"{tag}: {first['key']}"))
+        trace = EpisodeResult(
+            **{k: first[k] for k in EpisodeResult.__dataclass_fields__ if k in first}
+        )
+        summary["queue_plot"] = str(
+            plot_queue_size(
+                trace,
+                out / f"queue_{tag}.png",
+                chunk_size=probe.chunk_size,
+                title=f"{tag}: {first['key']}",
+            )
+        )
         per_mode[mode] = {"summary": summary, "episodes": results}
         rows.append(
             (args.label or Path(args.checkpoint).name, "PyTorch FP32", mode, fmt_s(summary["latency_p50_s"]),
@@ -113,9 +133,29 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
                          "camera_turn_deg": args.camera_turn_deg, "light_intensity": args.light_intensity},
         "modes": {m: v["summary"] for m, v in per_mode.items()},
     }  # fmt: skip
-    (out / "results.json").write_text(json.dumps({**result, "episodes": {m: v["episodes"] for m, v in per_mode.items()}}, default=str))
+    (out / "results.json").write_text(
+        json.dumps(
+            {**result, "episodes": {m: v["episodes"] for m, v in per_mode.items()}}, default=str
+        )
+    )
     result["table"] = [
-        dict(zip(["policy", "format", "mode", "latency", "acc_test", "acc_val", "global", "idle", "completion"], r, strict=True))
+        dict(
+            zip(
+                [
+                    "policy",
+                    "format",
+                    "mode",
+                    "latency",
+                    "acc_test",
+                    "acc_val",
+                    "global",
+                    "idle",
+                    "completion",
+                ],
+                r,
+                strict=True,
+            )
+        )
         for r in rows
     ]
     result["results_file"] = str(out / "results.json")

@@ -24,7 +24,9 @@ POLICY_TYPES = {
 
 def policy_class(policy_type: str):
     if policy_type not in POLICY_TYPES:
-        raise ValueError(f"unknown policy type {policy_type!r}; choose one of {sorted(POLICY_TYPES)}")
+        raise ValueError(
+            f"unknown policy type {policy_type!r}; choose one of {sorted(POLICY_TYPES)}"
+        )
     module, name = POLICY_TYPES[policy_type]
     return getattr(importlib.import_module(module), name)
 
@@ -40,7 +42,9 @@ def checkpoint_policy_type(folder: str | Path) -> str:
         raise ValueError(f"{path} is not valid JSON ({e})") from e
     policy_type = cfg.get("type")
     if policy_type not in POLICY_TYPES:
-        raise ValueError(f"{path}: policy type {policy_type!r} is not one of {sorted(POLICY_TYPES)}")
+        raise ValueError(
+            f"{path}: policy type {policy_type!r} is not one of {sorted(POLICY_TYPES)}"
+        )
     return policy_type
 
 

@@ -35,7 +35,9 @@ class TorchPolicyRunner:
         self._state_dim = int(_shape(cfg.input_features[STATE_KEY])[0])
 
     @classmethod
-    def from_checkpoint(cls, folder: str | Path, expected_type: str | None = None) -> TorchPolicyRunner:
+    def from_checkpoint(
+        cls, folder: str | Path, expected_type: str | None = None
+    ) -> TorchPolicyRunner:
         policy = load_policy(folder, expected_type)
         stats = load_checkpoint_stats(folder)
         if stats is None:
@@ -62,9 +64,13 @@ class TorchPolicyRunner:
         return self._image_hw
 
     def _batch(self, observation: dict[str, np.ndarray]) -> dict:
-        state = np.array(observation[STATE_KEY], dtype=np.float32)  # a copy: inputs may be read-only
+        state = np.array(
+            observation[STATE_KEY], dtype=np.float32
+        )  # a copy: inputs may be read-only
         if state.shape != (self._state_dim,):
-            raise ValueError(f"{STATE_KEY} has shape {state.shape}; this policy expects ({self._state_dim},)")
+            raise ValueError(
+                f"{STATE_KEY} has shape {state.shape}; this policy expects ({self._state_dim},)"
+            )
         batch: dict = {STATE_KEY: torch.from_numpy(state)[None]}  # (1, D)
         for cam in self._camera_names:
             key = image_key(cam)
@@ -79,7 +85,9 @@ class TorchPolicyRunner:
                     f"{key} is {img.shape[:2]} (HxW); this policy expects {self._image_hw}. "
                     "Render the environment at the checkpoint's image size."
                 )
-            batch[key] = torch.from_numpy(img).permute(2, 0, 1)[None].float().div_(255.0)  # (1, 3, H, W)
+            batch[key] = (
+                torch.from_numpy(img).permute(2, 0, 1)[None].float().div_(255.0)
+            )  # (1, 3, H, W)
         batch["task"] = [self.task]
         return batch
 

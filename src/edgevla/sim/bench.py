@@ -84,7 +84,9 @@ def expert_success(
                 actions.append(action)
             a = np.asarray(actions)
             if len(a) > 1:
-                max_speed = max(max_speed, float(np.abs(np.diff(a[:, :5], axis=0)).max() * env.scene.fps))
+                max_speed = max(
+                    max_speed, float(np.abs(np.diff(a[:, :5], axis=0)).max() * env.scene.fps)
+                )
             successes += bool(info["success"])
             regrasps += expert.state.regrasps
             lengths.append(len(a))
@@ -110,7 +112,9 @@ def run(args: SimBenchArgs) -> dict:
     }
     if not args.skip_640:
         big = SceneConfig(image_height=480, image_width=640)
-        result["steps_per_s_640x480"] = measure_steps_per_s(big, max(60, args.steps // 4), args.seed)
+        result["steps_per_s_640x480"] = measure_steps_per_s(
+            big, max(60, args.steps // 4), args.seed
+        )
     result.update(expert_success(args.episodes, args.seed, quiet=args.json))
     result["target_steps_per_s"] = 150
     result["target_expert_success_rate"] = 0.98
@@ -118,10 +122,16 @@ def run(args: SimBenchArgs) -> dict:
         emit_json(result)
     else:
         rows = [
-            (f"env steps/s, 3 cameras at {result['resolution']}", f"{result['steps_per_s']:.0f}", ">= 150"),
+            (
+                f"env steps/s, 3 cameras at {result['resolution']}",
+                f"{result['steps_per_s']:.0f}",
+                ">= 150",
+            ),
         ]
         if "steps_per_s_640x480" in result:
-            rows.append(("env steps/s, 3 cameras at 480x640", f"{result['steps_per_s_640x480']:.0f}", ""))
+            rows.append(
+                ("env steps/s, 3 cameras at 480x640", f"{result['steps_per_s_640x480']:.0f}", "")
+            )
         rows += [
             (
                 f"expert success ({args.episodes} seeded starts)",

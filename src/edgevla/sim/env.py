@@ -17,7 +17,7 @@ observation, only in `privileged_state()` for the scripted expert and the evalua
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -65,7 +65,9 @@ class StartState:
             raise ValueError(f"start state has a NaN or inf: {self}")
 
 
-def sample_start(rng: np.random.Generator, scene: SceneConfig, recovery: bool = False) -> StartState:
+def sample_start(
+    rng: np.random.Generator, scene: SceneConfig, recovery: bool = False
+) -> StartState:
     """A random start: bag anywhere in the workspace with any yaw; rest or recovery arm pose."""
     xy = scene.workspace.sample(rng)
     yaw = float(rng.uniform(0.0, math.pi))  # the bag is symmetric under a half turn
@@ -76,7 +78,9 @@ def sample_start(rng: np.random.Generator, scene: SceneConfig, recovery: bool = 
         MUG_POS[1] + float(rng.uniform(-0.03, 0.03)),
         float(rng.uniform(0.11, 0.14)),
     )
-    return StartState((float(xy[0]), float(xy[1])), yaw, "recovery", tcp, float(rng.uniform(0.0, 1.0)))
+    return StartState(
+        (float(xy[0]), float(xy[1])), yaw, "recovery", tcp, float(rng.uniform(0.0, 1.0))
+    )
 
 
 class TeaBagMugEnv(gym.Env):
@@ -105,7 +109,10 @@ class TeaBagMugEnv(gym.Env):
         self._qadr = np.array([m.jnt_qposadr[j] for j in jid])
         self._dadr = np.array([m.jnt_dofadr[j] for j in jid])
         self._pad_qadr = np.array(
-            [m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)] for n in ("pad_left", "pad_right")]
+            [
+                m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)]
+                for n in ("pad_left", "pad_right")
+            ]
         )
         bag_joint = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "bag")
         self._bag_qadr = m.jnt_qposadr[bag_joint]
@@ -115,16 +122,26 @@ class TeaBagMugEnv(gym.Env):
             mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, n) for n in ("pad_left", "pad_right")
         }
         self._tcp_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "tcp")
-        self._cam_ids = {c: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, c) for c in self.scene.cameras}
+        self._cam_ids = {
+            c: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, c) for c in self.scene.cameras
+        }
 
         h, w = self.scene.image_height, self.scene.image_width
         spaces: dict[str, gym.Space] = {
-            STATE_KEY: gym.spaces.Box(JOINT_LIMITS[:, 0].astype(np.float32), JOINT_LIMITS[:, 1].astype(np.float32), dtype=np.float32)
+            STATE_KEY: gym.spaces.Box(
+                JOINT_LIMITS[:, 0].astype(np.float32),
+                JOINT_LIMITS[:, 1].astype(np.float32),
+                dtype=np.float32,
+            )
         }
         for cam in self.scene.cameras if render_images else ():
             spaces[image_key(cam)] = gym.spaces.Box(0, 255, (h, w, 3), dtype=np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(JOINT_LIMITS[:, 0].astype(np.float32), JOINT_LIMITS[:, 1].astype(np.float32), dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            JOINT_LIMITS[:, 0].astype(np.float32),
+            JOINT_LIMITS[:, 1].astype(np.float32),
+            dtype=np.float32,
+        )
         self.start_state: StartState | None = None
         self._steps = 0
         self._success_streak = 0
@@ -135,9 +152,13 @@ class TeaBagMugEnv(gym.Env):
         options = options or {}
         start = options.get("start_state")
         if start is None:
-            start = sample_start(self.np_random, self.scene, recovery=bool(options.get("recovery", False)))
+            start = sample_start(
+                self.np_random, self.scene, recovery=bool(options.get("recovery", False))
+            )
         if not isinstance(start, StartState):
-            raise TypeError(f"options['start_state'] must be a StartState, got {type(start).__name__}")
+            raise TypeError(
+                f"options['start_state'] must be a StartState, got {type(start).__name__}"
+            )
         if not self.scene.workspace.contains(np.asarray(start.bag_xy)):
             raise ValueError(
                 f"bag start {start.bag_xy} is outside the workspace {self.scene.workspace}; "
@@ -151,7 +172,10 @@ class TeaBagMugEnv(gym.Env):
         bx, by = start.bag_xy
         self.data.qpos[self._bag_qadr : self._bag_qadr + 3] = (bx, by, BAG_HALF_SIZE[2] + 0.0005)
         self.data.qpos[self._bag_qadr + 3 : self._bag_qadr + 7] = (
-            math.cos(start.bag_yaw / 2), 0.0, 0.0, math.sin(start.bag_yaw / 2)
+            math.cos(start.bag_yaw / 2),
+            0.0,
+            0.0,
+            math.sin(start.bag_yaw / 2),
         )
         self.data.ctrl[:] = q_arm
         mujoco.mj_forward(self.model, self.data)
@@ -206,11 +230,15 @@ class TeaBagMugEnv(gym.Env):
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._qadr].astype(np.float32)
 
-    def render_camera(self, camera: str, height: int | None = None, width: int | None = None) -> np.ndarray:
+    def render_camera(
+        self, camera: str, height: int | None = None, width: int | None = None
+    ) -> np.ndarray:
         h = height or self.scene.image_height
         w = width or self.scene.image_width
         if camera not in self._cam_ids:
-            self._cam_ids[camera] = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+            self._cam_ids[camera] = mujoco.mj_name2id(
+                self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera
+            )
         if self._renderer is None or (self._renderer.height, self._renderer.width) != (h, w):
             if self._renderer is not None:
                 self._renderer.close()
@@ -241,7 +269,9 @@ class TeaBagMugEnv(gym.Env):
         d = self.data
         for i in range(d.ncon):
             g1, g2 = d.contact[i].geom1, d.contact[i].geom2
-            if (g1 == self._bag_geom and g2 in self._pad_geoms) or (g2 == self._bag_geom and g1 in self._pad_geoms):
+            if (g1 == self._bag_geom and g2 in self._pad_geoms) or (
+                g2 == self._bag_geom and g1 in self._pad_geoms
+            ):
                 return True
         return False
 

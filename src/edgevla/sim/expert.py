@@ -27,7 +27,6 @@ from edgevla.sim.kinematics import GraspPose, UnreachableError, solve_ik, wrap_h
 from edgevla.sim.scene import (
     BAG_HALF_SIZE,
     JOINT_LIMITS,
-    MUG_HEIGHT,
     MUG_POS,
     gripper_angle_for_gap,
 )
@@ -123,7 +122,9 @@ class ScriptedExpert:
         s = (r - c.tilt_start_radius) / (c.tilt_full_radius - c.tilt_start_radius)
         return c.tilt_max * min(max(s, 0.0), 1.0)
 
-    def _grasp_plan(self, bag_pos: np.ndarray, bag_quat: np.ndarray) -> tuple[float, float, float, float]:
+    def _grasp_plan(
+        self, bag_pos: np.ndarray, bag_quat: np.ndarray
+    ) -> tuple[float, float, float, float]:
         """(tilt, roll, grasp height, grip command) for the bag's current pose."""
         c = self.config
         theta = math.atan2(bag_pos[1], bag_pos[0])
@@ -237,11 +238,17 @@ class ScriptedExpert:
             self._segments.pop(0)
             self._tick = 0
             self.state.trace.append(seg.name)
-            if seg.name == "lift" and not self._bag_held(env) and self.state.regrasps < self.config.max_regrasps:
+            if (
+                seg.name == "lift"
+                and not self._bag_held(env)
+                and self.state.regrasps < self.config.max_regrasps
+            ):
                 self.state.regrasps += 1
                 self._current = wp
                 self._segments = []
-                self._add(np.append(wp[:5], gripper_angle_for_gap(self.config.open_gap)), "let_go", 0.3)
+                self._add(
+                    np.append(wp[:5], gripper_angle_for_gap(self.config.open_gap)), "let_go", 0.3
+                )
                 self._current = self._segments[-1].end
                 pending = self._segments
                 self._segments = []

@@ -73,17 +73,16 @@ def solve_ik(pose: GraspPose, check_limits: bool = True) -> np.ndarray:
             f"is out of reach (wrist distance {math.sqrt(d2):.3f} m)"
         )
     delta = math.acos(cos_delta)  # a2 - a1, forearm bent forward/down relative to upper arm
-    a1 = math.atan2(w_rho, w_z) - math.atan2(FOREARM * math.sin(delta), UPPER_ARM + FOREARM * math.cos(delta))
+    a1 = math.atan2(w_rho, w_z) - math.atan2(
+        FOREARM * math.sin(delta), UPPER_ARM + FOREARM * math.cos(delta)
+    )
     a2 = a1 + delta
     lift = a1
     elbow = delta - math.pi / 2
     wrist = a3 - a2 - math.pi / 2
-    if pose.closing_yaw is None:
-        roll = 0.0
-    else:
-        # At roll 0 the closing axis is horizontal, perpendicular to the arm plane (yaw pan+pi/2);
-        # the roll axis points up the wrist, so positive roll turns the axis clockwise.
-        roll = wrap_half_pi(pan + math.pi / 2 - pose.closing_yaw)
+    # At roll 0 the closing axis is horizontal, perpendicular to the arm plane (yaw pan+pi/2);
+    # the roll axis points up the wrist, so positive roll turns the axis clockwise.
+    roll = 0.0 if pose.closing_yaw is None else wrap_half_pi(pan + math.pi / 2 - pose.closing_yaw)
     q = np.array([pan, lift, elbow, wrist, roll])
     if check_limits:
         lo, hi = JOINT_LIMITS[:5, 0], JOINT_LIMITS[:5, 1]
@@ -103,6 +102,16 @@ def forward_tcp(q: np.ndarray) -> np.ndarray:
     a1 = lift
     a2 = a1 + math.pi / 2 + elbow
     a3 = a2 + math.pi / 2 + wrist
-    rho = SHOULDER_OFFSET_X + UPPER_ARM * math.sin(a1) + FOREARM * math.sin(a2) + WRIST_TO_TCP * math.sin(a3)
-    z = SHOULDER_HEIGHT + UPPER_ARM * math.cos(a1) + FOREARM * math.cos(a2) + WRIST_TO_TCP * math.cos(a3)
+    rho = (
+        SHOULDER_OFFSET_X
+        + UPPER_ARM * math.sin(a1)
+        + FOREARM * math.sin(a2)
+        + WRIST_TO_TCP * math.sin(a3)
+    )
+    z = (
+        SHOULDER_HEIGHT
+        + UPPER_ARM * math.cos(a1)
+        + FOREARM * math.cos(a2)
+        + WRIST_TO_TCP * math.cos(a3)
+    )
     return np.array([rho * math.cos(pan), rho * math.sin(pan), z])

@@ -158,7 +158,9 @@ class SceneConfig:
             raise ValueError(f"fps={self.fps} must be between 1 and 500")
         for off in self.camera_offsets:
             if off.camera not in CAMERA_NAMES:
-                raise ValueError(f"camera offset for unknown camera {off.camera!r}; allowed: {list(CAMERA_NAMES)}")
+                raise ValueError(
+                    f"camera offset for unknown camera {off.camera!r}; allowed: {list(CAMERA_NAMES)}"
+                )
         if self.light_intensity < 0:
             raise ValueError(f"light_intensity={self.light_intensity} must be >= 0 (1.0 = default)")
         if self.claw_friction <= 0 or self.bag_mass <= 0:
@@ -211,9 +213,15 @@ def _mug_xml(rgba: str) -> str:
         )
     # Handle on the side away from the arm: two arms and a grip.
     hx = MUG_INNER_RADIUS + MUG_WALL
-    parts.append(f'<geom name="mug_handle_top" type="box" size="0.012 0.005 0.004" pos="0 {-(hx + 0.012):.4f} 0.062" rgba="{rgba}" class="object"/>')
-    parts.append(f'<geom name="mug_handle_bot" type="box" size="0.012 0.005 0.004" pos="0 {-(hx + 0.012):.4f} 0.022" rgba="{rgba}" class="object"/>')
-    parts.append(f'<geom name="mug_handle_grip" type="box" size="0.005 0.005 0.024" pos="0 {-(hx + 0.022):.4f} 0.042" rgba="{rgba}" class="object"/>')
+    parts.append(
+        f'<geom name="mug_handle_top" type="box" size="0.012 0.005 0.004" pos="0 {-(hx + 0.012):.4f} 0.062" rgba="{rgba}" class="object"/>'
+    )
+    parts.append(
+        f'<geom name="mug_handle_bot" type="box" size="0.012 0.005 0.004" pos="0 {-(hx + 0.012):.4f} 0.022" rgba="{rgba}" class="object"/>'
+    )
+    parts.append(
+        f'<geom name="mug_handle_grip" type="box" size="0.005 0.005 0.024" pos="0 {-(hx + 0.022):.4f} 0.042" rgba="{rgba}" class="object"/>'
+    )
     parts.append("</body>")
     return "\n".join(parts)
 

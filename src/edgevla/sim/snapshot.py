@@ -30,7 +30,13 @@ class SnapshotArgs:
     json: bool = False
 
 
-def _figure(images: list[list[np.ndarray]], row_titles: list[str], col_titles: list[str], path: Path, title: str):
+def _figure(
+    images: list[list[np.ndarray]],
+    row_titles: list[str],
+    col_titles: list[str],
+    path: Path,
+    title: str,
+):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +45,9 @@ def _figure(images: list[list[np.ndarray]], row_titles: list[str], col_titles: l
     rows, cols = len(images), len(images[0])
     h, w = images[0][0].shape[:2]
     scale = 2.4 / h if h <= 240 else 1.6 / h
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * w * scale + 0.4, rows * h * scale + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(cols * w * scale + 0.4, rows * h * scale + 0.6), squeeze=False
+    )
     for r in range(rows):
         for c in range(cols):
             ax = axes[r][c]

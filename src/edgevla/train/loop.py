@@ -20,7 +20,6 @@ batch_indices and wrap the policy in DistributedDataParallel (see the README).
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -67,7 +66,9 @@ def batch_indices(seed: int, step: int, batch_size: int, n: int) -> np.ndarray:
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors; other values (the task strings a VLA tokenizes) become lists."""
     return {
-        k: torch.stack([s[k] for s in samples]) if isinstance(v, torch.Tensor) else [s[k] for s in samples]
+        k: torch.stack([s[k] for s in samples])
+        if isinstance(v, torch.Tensor)
+        else [s[k] for s in samples]
         for k, v in samples[0].items()
     }
 
@@ -80,7 +81,9 @@ def augment(batch: dict[str, torch.Tensor], generator: torch.Generator, max_shif
         padded = torch.nn.functional.pad(x, (max_shift,) * 4, mode="replicate")
         dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
         dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
-        shifted = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+        shifted = torch.stack(
+            [padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)]
+        )
         brightness = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.3
         contrast = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.3
         mean = shifted.mean(dim=(1, 2, 3), keepdim=True)
@@ -90,10 +93,14 @@ def augment(batch: dict[str, torch.Tensor], generator: torch.Generator, max_shif
 def check_finite(batch: dict[str, torch.Tensor], where: str) -> None:
     for k, v in batch.items():
         if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
-            raise TrainingError(f"{where}: {k!r} contains NaN or inf; audit the dataset (edgevla audit)")
+            raise TrainingError(
+                f"{where}: {k!r} contains NaN or inf; audit the dataset (edgevla audit)"
+            )
 
 
-def train_step(policy, normalizer: Normalizer, optimizer, scheduler, batch, grad_clip_norm: float) -> dict[str, float]:
+def train_step(
+    policy, normalizer: Normalizer, optimizer, scheduler, batch, grad_clip_norm: float
+) -> dict[str, float]:
     """One optimisation step; returns the loss terms, grad norm and learning rate."""
     policy.train()
     loss, info = policy(normalizer.normalize(batch))
@@ -104,11 +111,18 @@ def train_step(policy, normalizer: Normalizer, optimizer, scheduler, batch, grad
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip_norm)
     optimizer.step()
     scheduler.step()
-    return {"loss": loss.item(), **info, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0]}
+    return {
+        "loss": loss.item(),
+        **info,
+        "grad_norm": float(grad_norm),
+        "lr": scheduler.get_last_lr()[0],
+    }
 
 
 @torch.no_grad()
-def validation_loss(policy, normalizer, dataset: ActionChunkDataset, batches: int, batch_size: int) -> float:
+def validation_loss(
+    policy, normalizer, dataset: ActionChunkDataset, batches: int, batch_size: int
+) -> float:
     """Mean loss over a fixed set of held-out samples, eval mode (ACT: L1 with z = 0)."""
     policy.eval()
     n = min(len(dataset), batches * batch_size)
@@ -131,10 +145,14 @@ def list_checkpoints(out: Path) -> list[Path]:
     root = Path(out) / CHECKPOINTS
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and (p / STATE_FILE).is_file())
+    return sorted(
+        p for p in root.iterdir() if p.name.startswith("step-") and (p / STATE_FILE).is_file()
+    )
 
 
-def save_checkpoint(out: Path, step: int, policy, stats, optimizer, scheduler, extra: dict[str, Any]) -> Path:
+def save_checkpoint(
+    out: Path, step: int, policy, stats, optimizer, scheduler, extra: dict[str, Any]
+) -> Path:
     """Write the checkpoint to a temporary folder and rename it: a kill never leaves half a one."""
     final = checkpoint_dir(out, step)
     tmp = final.with_name(final.name + ".tmp")
@@ -187,9 +205,16 @@ def plot_curves(out: Path) -> Path:
     if train:
         ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", lw=1)
         if "l1_loss" in train[0]:
-            ax.plot([r["step"] for r in train], [r["l1_loss"] for r in train], label="train L1", lw=1)
+            ax.plot(
+                [r["step"] for r in train], [r["l1_loss"] for r in train], label="train L1", lw=1
+            )
     if val:
-        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss (held-out cluster)")
+        ax.plot(
+            [r["step"] for r in val],
+            [r["val_loss"] for r in val],
+            "o-",
+            label="validation loss (held-out cluster)",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
@@ -208,7 +233,9 @@ def _check_features(policy_cfg, dataset: ActionChunkDataset) -> None:
     need = set(policy_cfg.input_features) | set(policy_cfg.output_features)
     missing = sorted(need - have)
     if missing:
-        raise TrainingError(f"the dataset lacks features the policy needs: {missing} (it has {sorted(have)})")
+        raise TrainingError(
+            f"the dataset lacks features the policy needs: {missing} (it has {sorted(have)})"
+        )
 
 
 def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
@@ -225,7 +252,9 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     pcfg = policy_config(cfg, readers[0])
     train_ds = ActionChunkDataset(readers, chunk_size=pcfg.chunk_size, split="train")
     has_val = any(ep.get("split") == "val" for r in readers for ep in r.episodes)
-    val_ds = ActionChunkDataset(readers, chunk_size=pcfg.chunk_size, split="val") if has_val else None
+    val_ds = (
+        ActionChunkDataset(readers, chunk_size=pcfg.chunk_size, split="val") if has_val else None
+    )
     _check_features(pcfg, train_ds)
     stats = train_ds.stats
 
@@ -251,7 +280,13 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / LOG_FILE).write_text("")
-        (out / "train_config.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()}, indent=1, default=str))
+        (out / "train_config.json").write_text(
+            json.dumps(
+                {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
+                indent=1,
+                default=str,
+            )
+        )
     policy.train()
     n_params = sum(p.numel() for p in policy.parameters())
     t_start = time.perf_counter()
@@ -265,7 +300,9 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             check_finite(batch, f"step {step}, samples {idx.tolist()}")
             if cfg.augment:
                 augment(batch, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
-            metrics = train_step(policy, normalizer, optimizer, scheduler, batch, cfg.grad_clip_norm)
+            metrics = train_step(
+                policy, normalizer, optimizer, scheduler, batch, cfg.grad_clip_norm
+            )
             done = step + 1
             elapsed = time.perf_counter() - t_start
             rate = (done - start) / elapsed
@@ -275,9 +312,13 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             bar.update(task, advance=1, status=f"loss {metrics['loss']:.4f} | {rate:.2f} it/s")
             if done % cfg.save_freq == 0 or done == cfg.steps:
                 if val_ds is not None:
-                    val_loss = validation_loss(policy, normalizer, val_ds, cfg.val_batches, cfg.batch_size)
+                    val_loss = validation_loss(
+                        policy, normalizer, val_ds, cfg.val_batches, cfg.batch_size
+                    )
                     _append_log(out, {"step": done, "val_loss": val_loss})
-                save_checkpoint(out, done, policy, stats, optimizer, scheduler, {"val_loss": val_loss})
+                save_checkpoint(
+                    out, done, policy, stats, optimizer, scheduler, {"val_loss": val_loss}
+                )
                 plot_curves(out)
     wall = time.perf_counter() - t_start
     return {

@@ -58,8 +58,18 @@ def policy_config(cfg: TrainConfig, reader: LeRobotDatasetReader):
     if cfg.policy == "smolvla":
         from edgevla.policies.smolvla import config as sv
 
-        preset = {"default": sv.smolvla_base_preset, "edge": sv.smolvla_cpu_preset, "tiny": sv.smolvla_tiny_preset}[cfg.preset]
-        pc = preset(cameras=cameras, image_hw=image_hw, state_dim=state_dim, action_dim=action_dim, **overrides)
+        preset = {
+            "default": sv.smolvla_base_preset,
+            "edge": sv.smolvla_cpu_preset,
+            "tiny": sv.smolvla_tiny_preset,
+        }[cfg.preset]
+        pc = preset(
+            cameras=cameras,
+            image_hw=image_hw,
+            state_dim=state_dim,
+            action_dim=action_dim,
+            **overrides,
+        )
         if cfg.lr is not None:
             pc = dataclasses.replace(pc, optimizer_lr=cfg.lr)
         return pc
@@ -74,7 +84,9 @@ def make_optimizer(policy: torch.nn.Module, policy_cfg, cfg: TrainConfig):
     """
     if cfg.policy == "act":
         opt = torch.optim.AdamW(
-            policy.get_optim_params(), lr=policy_cfg.optimizer_lr, weight_decay=policy_cfg.optimizer_weight_decay
+            policy.get_optim_params(),
+            lr=policy_cfg.optimizer_lr,
+            weight_decay=policy_cfg.optimizer_weight_decay,
         )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
         return opt, sched

@@ -72,7 +72,9 @@ def plot_selection(rows: list[dict[str, Any]], path: Path, chosen: int) -> Path:
 def run_select(args: SelectArgs) -> dict[str, Any]:
     checkpoints = list_checkpoints(args.run)
     if not checkpoints:
-        raise FileNotFoundError(f"{args.run} has no checkpoints (run `edgevla train --out {args.run}` first)")
+        raise FileNotFoundError(
+            f"{args.run} has no checkpoints (run `edgevla train --out {args.run}` first)"
+        )
     picked = checkpoints[:: args.every]
     if checkpoints[-1] not in picked:
         picked.append(checkpoints[-1])
@@ -89,9 +91,13 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
         rows.append({"checkpoint": str(ckpt), "step": step, "test": s["success_test"], "val": s["success_val"],
                      "global": s["success_global"], "val_loss": val_loss.get(step)})  # fmt: skip
         if not args.json:
-            console.print(f"{ckpt.name}: global {s['success_global']:.2f} (test {s['success_test']:.2f}, val {s['success_val']:.2f})")
+            console.print(
+                f"{ckpt.name}: global {s['success_global']:.2f} (test {s['success_test']:.2f}, val {s['success_val']:.2f})"
+            )
     best = max(rows, key=rank_key)
-    lowest_loss = min((r for r in rows if r["val_loss"] is not None), key=lambda r: r["val_loss"], default=None)
+    lowest_loss = min(
+        (r for r in rows if r["val_loss"] is not None), key=lambda r: r["val_loss"], default=None
+    )
     link = Path(args.run) / "best"
     if link.is_symlink() or link.exists():
         link.unlink()

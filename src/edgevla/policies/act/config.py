@@ -26,7 +26,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from edgevla.policies.act.resnet import parse_backbone
 from edgevla.features import (
     ACTION_DIM,
     ACTION_KEY,
@@ -37,11 +36,15 @@ from edgevla.features import (
     STATE_KEY,
     image_key,
 )
+from edgevla.policies.act.resnet import parse_backbone
 from edgevla.policies.common.normalize import NormalizationMode
 
 POLICY_TYPE = "act"
 ENV_STATE_KEY = "observation.environment_state"
-SUPPORTED_BACKBONES = ("resnet18", "resnet34")  # what torchvision and LeRobot know; see resnet.parse_backbone
+SUPPORTED_BACKBONES = (
+    "resnet18",
+    "resnet34",
+)  # what torchvision and LeRobot know; see resnet.parse_backbone
 SUPPORTED_ACTIVATIONS = ("relu", "gelu")
 
 # Keys of LeRobot's PreTrainedConfig that ACT does not use; written with these defaults unless a

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ STAT_NAMES = ("mean", "std", "min", "max")
 Stats = dict[str, dict[str, np.ndarray]]
 
 
-class NormalizationMode(str, Enum):
+class NormalizationMode(StrEnum):
     """Same names as LeRobot's NormalizationMode."""
 
     MEAN_STD = "MEAN_STD"
@@ -89,7 +89,9 @@ class Normalizer(nn.Module):
             needed = ("mean", "std") if mode is NormalizationMode.MEAN_STD else ("min", "max")
             for stat in needed:
                 if stat not in stats[feature]:
-                    raise KeyError(f"statistics of {feature!r} lack {stat!r} needed by {mode.value}")
+                    raise KeyError(
+                        f"statistics of {feature!r} lack {stat!r} needed by {mode.value}"
+                    )
                 value = torch.as_tensor(np.asarray(stats[feature][stat], dtype=np.float32))
                 if not torch.isfinite(value).all():
                     raise ValueError(f"statistic {feature}/{stat} contains NaN or inf: {value}")
@@ -105,7 +107,9 @@ class Normalizer(nn.Module):
                 continue
             x = batch[feature]
             if mode is NormalizationMode.MEAN_STD:
-                out[feature] = (x - self._stat(feature, "mean")) / (self._stat(feature, "std") + EPS)
+                out[feature] = (x - self._stat(feature, "mean")) / (
+                    self._stat(feature, "std") + EPS
+                )
             else:  # MIN_MAX to [-1, 1]
                 lo, hi = self._stat(feature, "min"), self._stat(feature, "max")
                 out[feature] = (x - lo) / (hi - lo + EPS) * 2.0 - 1.0
