@@ -143,7 +143,7 @@ def test_normalization_modes_per_feature():
 
 def test_edge_preset_is_a_smaller_act():
     edge = act_edge_preset()
-    assert edge.vision_backbone == "resnet18" and edge.use_vae and edge.n_heads == 8
+    assert edge.vision_backbone == "resnet18-w32" and edge.use_vae and edge.n_heads == 8
     assert edge.chunk_size == edge.n_action_steps == 100
     assert edge.dim_model <= 256 and edge.dim_feedforward <= 1024
     assert edge.n_encoder_layers < ACTConfig().n_encoder_layers

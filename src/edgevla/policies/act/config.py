@@ -403,25 +403,24 @@ def act_edge_preset(
     chunk_size: int = 100,
     **overrides: Any,
 ) -> ACTConfig:
-    """ACT sized for training and running on a 2-core CPU; still ACT (ResNet-18, VAE, chunking).
+    """ACT sized for training and running on a 2-core CPU; still ACT (ResNet trunk with frozen
+    batch norm, VAE, chunking, the same transformer layout).
 
     What shrinks and why: the transformer dominates the default's cost at small images (the VAE
     encoder alone runs over chunk_size + 2 tokens), so width goes 512 -> 256, the feed-forward
-    3200 -> 1024, and encoder / VAE-encoder depth 4 -> 2. The ResNet-18 stays (it is what
-    LeRobot users fine-tune and what exports well) but sees 96x128 images instead of 480x640.
-    Heads stay at 8 (32 dims each) and the decoder at 1 layer as in LeRobot.
+    3200 -> 1024, and encoder / VAE-encoder depth 4 -> 2. The trunk is ResNet-18 at half width
+    ("resnet18-w32": stage widths 32/64/128/256, torchvision's parameter names, a quarter of the
+    FLOPs) on 96x128 images: with no ImageNet weights to fine-tune here, a trunk trained from
+    scratch gains nothing from the full width, and at full width it is ~75% of a training step.
 
     Measured with `python -m edgevla.policies.act.bench --full-res` (torch 2.13 CPU, 1 thread,
-    AMD EPYC, train mode, batch 8, state/action 6, three cameras; median of 3 steps, 1 at 480x640):
+    train mode, batch 8, state/action 6, three cameras; median of 3 steps, 1 at 480x640):
                                          params   forward+backward   with AdamW step
         LeRobot default, 480x640 cams    51.6M        59.5 s             59.6 s
         LeRobot default,  96x128 cams    51.6M         3.07 s             3.25 s
-        this preset,      96x128 cams    15.6M         1.24 s             1.29 s
-    So ~48x cheaper than LeRobot's default as it runs on 480x640 cameras, and ~2.5x cheaper at
-    equal 96x128 input: there the trainable ResNet-18 (11.2M parameters, ~0.95 s forward+backward
-    for 24 images) is ~75% of the step and caps any transformer-only saving near 3.2x. Going
-    further means smaller images or freezing early backbone stages (the original ACT/DETR code
-    freezes conv1 and layer1), both choices for the training recipe rather than the architecture.
+        this preset with resnet18,       15.6M         1.24 s             1.29 s
+    and the resnet18-w32 trunk takes 0.14 s instead of 0.49 s for 24 images of 96x128 (2
+    threads). Training with `edgevla train --preset edge` runs at about 1.7 steps/s on 2 cores.
 
     Any ACTConfig field can be overridden by keyword, e.g. act_edge_preset(dim_model=128).
     """
