@@ -9,11 +9,22 @@ exactly what /work/shared/reference/lerobot-v3-dataset (written by LeRobot 0.6.1
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from edgevla.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY, image_key
 
-GOLDEN_ROOT = "/work/shared/reference/lerobot-v3-dataset"
+# ../shared/reference beside the checkout (CI clones next to shared/); EDGEVLA_REFERENCE overrides.
+GOLDEN_ROOT = str(
+    Path(
+        os.environ.get(
+            "EDGEVLA_REFERENCE", Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+        )
+    )
+    / "lerobot-v3-dataset"
+)
 H, W = 96, 128
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,12 @@ import torch
 
 from edgevla.policies.act.config import ACTConfig, default_features
 
-REFERENCE = Path("/work/shared/reference")
+# ../shared/reference beside the checkout (CI clones next to shared/); EDGEVLA_REFERENCE overrides.
+REFERENCE = Path(
+    os.environ.get(
+        "EDGEVLA_REFERENCE", Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+    )
+)
 ACT_CHECKPOINT = REFERENCE / "lerobot-act-checkpoint"
 DEFAULT_PARAMS_TSV = REFERENCE / "lerobot-act-default-params.tsv"
 
