@@ -326,6 +326,33 @@ def make_plan(config: PlanConfig | None = None, workspace: Workspace | None = No
     return Plan(config, workspace, clusters, episodes, test, val)
 
 
+def draw_workspace(ax, plan: Plan, cluster_faces: dict[int, Any] | None = None) -> None:
+    """Draw the plan's ground truth on a matplotlib axis: workspace sector, clusters (held-out
+    ones hatched), the mug and the arm's base. cluster_faces: {cluster id: colour} to override
+    the default train/val colours (the evaluation's success map uses it)."""
+    from matplotlib.patches import Circle, Polygon, Wedge
+
+    ws = plan.workspace
+    ax.add_patch(
+        Wedge((0, 0), ws.r_max, math.degrees(ws.theta_min), math.degrees(ws.theta_max),
+              width=ws.r_max - ws.r_min, facecolor="0.93", edgecolor="0.6", label="reachable workspace")
+    )  # fmt: skip
+    for c in plan.clusters:
+        val = c.split == "val"
+        face = (cluster_faces or {}).get(c.id, "#fde0dd" if val else "#e5f0fa")
+        ax.add_patch(
+            Polygon(c.corners(), closed=True, facecolor=face, edgecolor="#c51b7d" if val else "#3182bd",
+                    hatch="//" if val else None, lw=1.2)
+        )  # fmt: skip
+    ax.add_patch(Circle(plan.mug_xy, 0.05, facecolor="#2171b5", alpha=0.8, label="mug"))
+    ax.add_patch(Circle((0, 0), 0.045, facecolor="0.2", label="arm base"))
+    ax.set_aspect("equal")
+    ax.set_xlim(-0.2, 0.45)
+    ax.set_ylim(-0.42, 0.42)
+    ax.set_xlabel("x (m, forward)")
+    ax.set_ylabel("y (m, left)")
+
+
 def plot_plan(plan: Plan, path: str | Path) -> Path:
     """PNG of the workspace: clusters (held-out ones hatched), recorded starts, recovery
     starts, evaluation positions, the mug and the arm's base."""
@@ -333,22 +360,12 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle, Polygon, Wedge
 
-    ws = plan.workspace
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    ax.add_patch(
-        Wedge((0, 0), ws.r_max, math.degrees(ws.theta_min), math.degrees(ws.theta_max),
-              width=ws.r_max - ws.r_min, facecolor="0.93", edgecolor="0.6", label="reachable workspace")
-    )  # fmt: skip
+    draw_workspace(ax, plan)
     for c in plan.clusters:
-        val = c.split == "val"
-        ax.add_patch(
-            Polygon(c.corners(), closed=True, facecolor="#fde0dd" if val else "#e5f0fa",
-                    edgecolor="#c51b7d" if val else "#3182bd", hatch="//" if val else None, lw=1.2)
-        )  # fmt: skip
         ax.text(*c.center_xy, str(c.id), ha="center", va="center", fontsize=11, weight="bold",
-                color="#c51b7d" if val else "#08519c")  # fmt: skip
+                color="#c51b7d" if c.split == "val" else "#08519c")  # fmt: skip
     pos = np.array([e.bag_xy for e in plan.episodes if e.kind == "position" and e.split == "train"])
     rec = np.array([e.bag_xy for e in plan.episodes if e.kind == "recovery"] or np.zeros((0, 2)))
     valp = np.array([e.bag_xy for e in plan.val] or np.zeros((0, 2)))
@@ -370,8 +387,6 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
             edgecolors="k",
             label="test position",
         )
-    ax.add_patch(Circle(plan.mug_xy, 0.05, facecolor="#2171b5", alpha=0.8, label="mug"))
-    ax.add_patch(Circle((0, 0), 0.045, facecolor="0.2", label="arm base"))
     ax.annotate(
         "forward (+x)",
         xy=(0.42, 0.0),
@@ -385,11 +400,6 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
         f"({s['recovery_share']:.0%} recovery), {s['val_episodes']} val; eval {s['eval_test']} test + {s['eval_val']} val",
         fontsize=9,
     )
-    ax.set_aspect("equal")
-    ax.set_xlim(-0.2, 0.45)
-    ax.set_ylim(-0.42, 0.42)
-    ax.set_xlabel("x (m, forward)")
-    ax.set_ylabel("y (m, left)")
     ax.legend(loc="lower left", fontsize=7)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgevla.dataset.plan import Plan
+from edgevla.dataset.plan import Plan, draw_workspace
 from edgevla.eval.parallel import iter_sets
 
 
@@ -54,19 +53,13 @@ def plot_cluster_map(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle, Polygon, Wedge
 
     rates = per_cluster(results)
     cmap = plt.get_cmap("RdYlGn")
     fig, ax = plt.subplots(figsize=(7, 6.2))
-    ws = plan.workspace
-    ax.add_patch(Wedge((0, 0), ws.r_max, math.degrees(ws.theta_min), math.degrees(ws.theta_max),
-                       width=ws.r_max - ws.r_min, facecolor="0.95", edgecolor="0.7"))  # fmt: skip
+    draw_workspace(ax, plan, {c: cmap(r) for c, r in rates.items()})
     for c in plan.clusters:
         rate = rates.get(c.id)
-        face = cmap(rate) if rate is not None else "0.85"
-        ax.add_patch(Polygon(c.corners(), closed=True, facecolor=face, edgecolor="k",
-                             hatch="//" if c.split == "val" else None, lw=1))  # fmt: skip
         label = f"{c.id}\n{rate:.0%}" if rate is not None else str(c.id)
         ax.text(*c.center_xy, label, ha="center", va="center", fontsize=9, weight="bold")
     positions = {e.index: e for e in plan.test}
@@ -75,13 +68,8 @@ def plot_cluster_map(
         e = (positions if r["set"] == "test" else val_positions).get(r["position"])
         if e is not None:
             ax.plot(*e.bag_xy, "o" if r["success"] else "x", color="k", ms=4)
-    ax.add_patch(Circle(plan.mug_xy, 0.05, facecolor="#2171b5", alpha=0.8))
-    ax.add_patch(Circle((0, 0), 0.045, facecolor="0.2"))
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
     fig.colorbar(sm, ax=ax, label="success rate", shrink=0.8)
-    ax.set_aspect("equal")
-    ax.set_xlim(-0.2, 0.45)
-    ax.set_ylim(-0.42, 0.42)
     ax.set_title(
         title + "\n(o success, x failure; hatched = held-out validation cluster)", fontsize=9
     )
