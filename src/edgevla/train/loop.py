@@ -44,7 +44,6 @@ from edgevla.train.recipes import make_optimizer, policy_config
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "training_state.pt"
 LOG_FILE = "log.jsonl"
-BATCH_KEYS = None  # all tensor keys of a sample are stacked
 
 
 class TrainingError(RuntimeError):
