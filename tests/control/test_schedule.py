@@ -123,3 +123,18 @@ def test_schedule_command_table(capsys: pytest.CaptureFixture[str]) -> None:
     schedule_command(0.32, 60, 100, 0.2, as_json=False)
     out = capsys.readouterr().out
     assert "T_execution" in out and "0.333 s" in out and "fits" in out
+
+
+def test_auto_falls_back_to_sync_when_no_threshold_can_fit():
+    """2.86 s at 30 fps is 86 ticks: a 20-action chunk can never be covered, so auto stops
+    anchoring chunks in the past and waits for whole chunks instead."""
+    s = AutoSchedule(fps=30, chunk_len=20, margin_ticks=2)
+    assert s.anchor == "request" and not s.fell_back
+    s.observe_latency(2.86)
+    assert s.fell_back and s.anchor == "arrival"
+    assert not s.should_request(queue_size=5, in_flight=False)  # finish the current chunk first
+    assert s.should_request(queue_size=0, in_flight=False)
+    assert not s.should_request(queue_size=0, in_flight=True)
+    for _ in range(20):  # latency drops (e.g. a faster runtime): async again
+        s.observe_latency(0.1)
+    assert not s.fell_back and s.should_request(queue_size=5, in_flight=False)

@@ -99,9 +99,14 @@ class AutoSchedule:
 
     Before the first measurement nothing is known, so it requests only on an empty queue
     (which is the first tick of an episode). `threshold` reports the equivalent fixed g.
-    """
 
-    anchor: Anchor = "request"
+    When even a request sent as a chunk arrives cannot beat the queue (p95 latency + margin
+    >= the chunk's duration: T_inference > T_execution for any threshold), a fixed threshold
+    keeps anchoring chunks at their observation tick, so most of each chunk is already in the
+    past when it lands and the arm starves on fragments. Auto then falls back to synchronous
+    execution (request on an empty queue, run the chunk from its arrival): the arm waits, but
+    executes whole, coherent chunks. `fell_back` says whether it is in that regime.
+    """
 
     def __init__(self, fps: float, chunk_len: int, margin_ticks: int = 2, window: int = 20) -> None:
         if fps <= 0 or chunk_len < 1 or margin_ticks < 0 or window < 1:
@@ -134,8 +139,21 @@ class AutoSchedule:
         """The fixed chunk_size_threshold this currently amounts to (may exceed 1)."""
         return self.trigger_actions / self.chunk_len
 
+    @property
+    def fell_back(self) -> bool:
+        """True while the measured latency rules out asynchronous execution (see class doc)."""
+        return self.p95_s is not None and self.trigger_actions >= self.chunk_len
+
+    @property
+    def anchor(self) -> Anchor:  # type: ignore[override]
+        return "arrival" if self.fell_back else "request"
+
     def should_request(self, queue_size: int, in_flight: bool) -> bool:
-        return not in_flight and queue_size <= self.trigger_actions + _EPS
+        if in_flight:
+            return False
+        if self.fell_back:
+            return queue_size == 0
+        return queue_size <= self.trigger_actions + _EPS
 
     def observe_latency(self, latency_s: float) -> None:
         self._latencies.append(float(latency_s))
