@@ -126,10 +126,13 @@ def test_schedule_command_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_auto_falls_back_to_sync_when_no_threshold_can_fit():
-    """2.86 s at 30 fps is 86 ticks: a 20-action chunk can never be covered, so auto stops
-    anchoring chunks in the past and waits for whole chunks instead."""
-    s = AutoSchedule(fps=30, chunk_len=20, margin_ticks=2)
+    """2.86 s at 30 fps is 86 ticks: a 100-action chunk loses 86 of them to latency and the 14
+    left cannot cover the next 86 (needs C >= 2L + margin), so auto stops anchoring chunks in
+    the past and waits for whole chunks instead."""
+    s = AutoSchedule(fps=30, chunk_len=100, margin_ticks=2)
     assert s.anchor == "request" and not s.fell_back
+    s.observe_latency(1.6)  # 48 ticks: 2 * 48 + 2 = 98 <= 100 still fits
+    assert not s.fell_back
     s.observe_latency(2.86)
     assert s.fell_back and s.anchor == "arrival"
     assert not s.should_request(queue_size=5, in_flight=False)  # finish the current chunk first

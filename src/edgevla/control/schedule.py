@@ -100,10 +100,10 @@ class AutoSchedule:
     Before the first measurement nothing is known, so it requests only on an empty queue
     (which is the first tick of an episode). `threshold` reports the equivalent fixed g.
 
-    When even a request sent as a chunk arrives cannot beat the queue (p95 latency + margin
-    >= the chunk's duration: T_inference > T_execution for any threshold), a fixed threshold
-    keeps anchoring chunks at their observation tick, so most of each chunk is already in the
-    past when it lands and the arm starves on fragments. Auto then falls back to synchronous
+    A chunk anchored at its observation tick loses the L ticks of latency when it lands, so in
+    steady state each chunk supplies C - L actions and must cover the next L ticks: async can
+    only keep the queue fed when C >= 2 L + margin (L = p95 latency in ticks, C = chunk
+    length). Past that, every threshold starves the arm on fragments of stale chunks. Auto then falls back to synchronous
     execution (request on an empty queue, run the chunk from its arrival): the arm waits, but
     executes whole, coherent chunks. `fell_back` says whether it is in that regime.
     """
@@ -142,7 +142,7 @@ class AutoSchedule:
     @property
     def fell_back(self) -> bool:
         """True while the measured latency rules out asynchronous execution (see class doc)."""
-        return self.p95_s is not None and self.trigger_actions >= self.chunk_len
+        return self.p95_s is not None and self.trigger_actions + self.p95_s * self.fps > self.chunk_len + _EPS
 
     @property
     def anchor(self) -> Anchor:  # type: ignore[override]
