@@ -142,7 +142,10 @@ class AutoSchedule:
     @property
     def fell_back(self) -> bool:
         """True while the measured latency rules out asynchronous execution (see class doc)."""
-        return self.p95_s is not None and self.trigger_actions + self.p95_s * self.fps > self.chunk_len + _EPS
+        return (
+            self.p95_s is not None
+            and self.trigger_actions + self.p95_s * self.fps > self.chunk_len + _EPS
+        )
 
     @property
     def anchor(self) -> Anchor:  # type: ignore[override]

@@ -36,6 +36,8 @@ class AsyncBenchArgs:
     episodes: int = 1
     workers: int = 2
     episode_time_s: float = 30.0
+    fps: int = 30
+    """control rate (the rate the policy's dataset was recorded at)"""
     json: bool = False
 
 
@@ -43,7 +45,7 @@ def _one(args: AsyncBenchArgs, latency: str, mode: str, threshold: str, tag: str
     res = evaluate(
         EvalArgs(checkpoint=args.checkpoint, plan=args.plan, out=args.out / tag, modes=(mode,), threshold=threshold,
                  aggregate=args.aggregate, latency=latency, episodes=args.episodes, workers=args.workers,
-                 episode_time_s=args.episode_time_s, label=tag),
+                 episode_time_s=args.episode_time_s, fps=args.fps, label=tag),
         quiet=True,
     )  # fmt: skip
     s = res["modes"][mode]
@@ -56,7 +58,7 @@ def run_async_bench(args: AsyncBenchArgs) -> dict[str, Any]:
     from edgevla.policies.runner import TorchPolicyRunner
 
     runner = TorchPolicyRunner.from_checkpoint(args.checkpoint)
-    fps = 30.0
+    fps = float(args.fps)
     rows = [_one(args, "0", "async", "0.5", "zero-latency")]
     budgets = {}
     for lat in args.latencies:

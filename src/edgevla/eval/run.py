@@ -44,6 +44,8 @@ class EvalArgs:
     sets: tuple[Literal["test", "val"], ...] = ("test", "val")
     workers: int = 2
     episode_time_s: float = 20.0
+    fps: int = 30
+    """control rate; use the rate the policy's dataset was recorded at"""
     camera_moved: str | None = None
     """perturbation: move this camera by --camera-shift-m / --camera-turn-deg"""
     camera_shift_m: tuple[float, float, float] = (0.02, 0.0, 0.0)
