@@ -78,7 +78,11 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
             ),
         )
     scene = SceneConfig(
-        image_height=h, image_width=w, camera_offsets=offsets, light_intensity=args.light_intensity
+        image_height=h,
+        image_width=w,
+        fps=args.fps,
+        camera_offsets=offsets,
+        light_intensity=args.light_intensity,
     )
     env_spec = EnvSpec(scene, args.episode_time_s)
     episodes = eval_episodes(plan, args.episodes, tuple(args.sets))
