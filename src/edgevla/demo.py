@@ -83,10 +83,13 @@ def run(args: DemoArgs) -> dict[str, Any]:
         )
     )
 
-    _stage("3. record: a small plan (3 clusters) into a LeRobot v3 dataset", q)
+    _stage(
+        "3. record: a small plan (3 clusters, 14 episodes, 20% recovery) into a LeRobot v3 dataset",
+        q,
+    )
     small = PlanConfig(
         n_clusters=3,
-        positions_per_cluster=2,
+        positions_per_cluster=4,
         recovery_per_cluster=1,
         val_clusters=(3,),
         test_per_cluster=1,
@@ -107,12 +110,12 @@ def run(args: DemoArgs) -> dict[str, Any]:
         )
     )
 
-    _stage("4. audit the recorded dataset (the small plan has 2-3 episodes per cluster)", q)
+    _stage("4. audit the recorded dataset (the small plan has 4-5 episodes per cluster)", q)
     audit = run_audit(
         AuditArgs(
             dataset=dataset,
             out=out / "audit",
-            config=AuditConfig(min_episodes_per_cluster=2),
+            config=AuditConfig(min_episodes_per_cluster=4),
             json=q,
         )
     )
@@ -163,7 +166,9 @@ def run(args: DemoArgs) -> dict[str, Any]:
                 )
             )
     elif not q:
-        console.print("(no trained checkpoint at assets/act_edge: skipping closed-loop evaluation)")
+        console.print(
+            "(closed-loop evaluation skipped: --skip-eval, or no trained checkpoint at assets/act_edge)"
+        )
 
     _stage(
         "7. schedule: T_inference < T_execution at the paper's settings (chunk 100, 60 fps, threshold 0.2)",
