@@ -25,7 +25,13 @@ from edgevla.cli import main
 from edgevla.dataset.audit import AuditArgs, AuditConfig, run_audit
 from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter
 from edgevla.dataset.plan import PlanConfig, make_plan
-from edgevla.dataset.record import EPISODE_COLUMNS, RecordArgs, run_record, scene_calibration
+from edgevla.dataset.record import (
+    EPISODE_COLUMNS,
+    RecordArgs,
+    episode_metadata,
+    run_record,
+    scene_calibration,
+)
 from edgevla.features import ACTION_KEY, STATE_KEY, image_key
 from edgevla.sim.env import TeaBagMugEnv
 from edgevla.sim.expert import ScriptedExpert
@@ -93,16 +99,10 @@ def write_variant(
                     break
             frames = {STATE_KEY: np.asarray(states), ACTION_KEY: np.asarray(actions)}
             frames.update({image_key(c): np.stack(v) for c, v in images.items()})
-            x, y = planned.bag_xy
             writer.add_episode(
                 frames,
                 episode_index=planned.index,
-                metadata={
-                    "cluster_id": planned.cluster, "start_pose": [x, y, planned.bag_yaw],
-                    "is_recovery": planned.kind == "recovery", "orientation": planned.orientation,
-                    "split": planned.split, "plan_seed": plan_config.seed, "seed": planned.seed,
-                    "attempts": 1,
-                },
+                metadata=episode_metadata(planned, plan_config.seed, planned.seed, 1),
             )  # fmt: skip
         writer.finalize()
     for env in envs.values():

@@ -88,6 +88,23 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: recorded {a!r}, now {b!r}"]
 
 
+def episode_metadata(
+    planned: PlannedEpisode, plan_seed: int, seed: int, attempts: int
+) -> dict[str, Any]:
+    """The extra per-episode columns (EPISODE_COLUMNS) for a recorded planned start."""
+    x, y = planned.bag_xy
+    return {
+        "cluster_id": planned.cluster,
+        "start_pose": [x, y, planned.bag_yaw],
+        "is_recovery": planned.kind == "recovery",
+        "orientation": planned.orientation,
+        "split": planned.split,
+        "plan_seed": plan_seed,
+        "seed": seed,
+        "attempts": attempts,
+    }
+
+
 def record_episode(
     env: TeaBagMugEnv, planned: PlannedEpisode, seed: int
 ) -> tuple[dict[str, np.ndarray], bool]:
@@ -156,17 +173,11 @@ def run_record(args: RecordArgs) -> dict[str, Any]:
                     stats["failed"].append(planned.index)
                     bar.update(task, advance=1)
                     continue
-                x, y = planned.bag_xy
                 writer.add_episode(
                     frames,
                     episode_index=planned.index,
-                    metadata={
-                        "cluster_id": planned.cluster, "start_pose": [x, y, planned.bag_yaw],
-                        "is_recovery": planned.kind == "recovery", "orientation": planned.orientation,
-                        "split": planned.split, "plan_seed": plan.config.seed, "seed": seed,
-                        "attempts": attempt + 1,
-                    },
-                )  # fmt: skip
+                    metadata=episode_metadata(planned, plan.config.seed, seed, attempt + 1),
+                )
                 stats["recorded"] += 1
                 stats["frames"] += len(frames[STATE_KEY])
                 elapsed = time.perf_counter() - t0
