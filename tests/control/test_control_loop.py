@@ -89,12 +89,15 @@ def test_underrun_holds_last_command_and_is_counted(make_env, make_runner) -> No
 def test_async_idle_fraction_fixed_latency(make_env, make_runner) -> None:
     fits = run_episode(make_env(), make_runner(10), cfg(**{**ASYNC, "max_steps": 60}))
     assert fits.idle_fraction == pytest.approx(3 / 60) and fits.underruns == 0
+    # the 3 idle ticks are the wait for the first chunk: none once the arm is running
+    assert fits.startup_ticks == 3 and fits.idle_fraction_running == 0.0
     starved = run_episode(
         make_env(), make_runner(10), cfg(chunk_size_threshold=0.0, latency="0.1", max_steps=40)
     )
     # one request per 10 ticks, 3 ticks waiting each: 4 cycles, the first is warm-up
     assert starved.idle_fraction == pytest.approx(12 / 40)
     assert starved.underruns == 3 and starved.underrun_ticks == 9
+    assert starved.idle_fraction_running == pytest.approx(9 / 37)
 
 
 def test_auto_requests_at_p95_plus_margin(make_env, make_runner) -> None:

@@ -4,6 +4,9 @@ Definitions (ticks are control ticks at the configured fps):
     idle_fraction        ticks without a fresh queued action / all ticks. In sync mode these are
                          the ticks the arm waits for the model; in async mode the warm-up before
                          the first chunk plus underruns.
+    idle_fraction_running  the same after the first chunk arrived (startup_ticks before it): the
+                         wait for the very first chunk is the same in every mode, so this is the
+                         figure that compares schedules.
     underruns            times an async queue ran dry after the first chunk arrived (each run of
                          consecutive starved ticks counts once; underrun_ticks counts the ticks).
     effective_control_hz fresh actions executed per second of episode time.
@@ -39,6 +42,8 @@ class EpisodeResult:
     fps: float
     idle_ticks: int
     idle_fraction: float
+    startup_ticks: int
+    idle_fraction_running: float
     underruns: int
     underrun_ticks: int
     inference_count: int
@@ -113,6 +118,8 @@ class EpisodeRecorder:
     ) -> EpisodeResult:
         ticks = len(self._actions)
         fresh_ticks = sum(self._fresh)
+        startup = next((i for i, f in enumerate(self._fresh) if f), ticks)
+        running = ticks - startup
         underrun_ticks = sum(self._underrun)
         underruns = sum(
             1 for i, u in enumerate(self._underrun) if u and (i == 0 or not self._underrun[i - 1])
@@ -131,6 +138,8 @@ class EpisodeRecorder:
             fps=self.fps,
             idle_ticks=ticks - fresh_ticks,
             idle_fraction=(ticks - fresh_ticks) / ticks if ticks else 0.0,
+            startup_ticks=startup,
+            idle_fraction_running=(running - fresh_ticks) / running if running else 0.0,
             underruns=underruns,
             underrun_ticks=underrun_ticks,
             inference_count=len(self.latencies_s),

@@ -50,7 +50,7 @@ def _one(args: AsyncBenchArgs, latency: str, mode: str, threshold: str, tag: str
     )  # fmt: skip
     s = res["modes"][mode]
     return {"config": tag, "latency": latency, "mode": mode, "threshold": threshold, **{k: s[k] for k in (
-        "success_test", "success_val", "success_global", "idle_fraction", "underruns", "completion_time_s",
+        "success_test", "success_val", "success_global", "idle_fraction", "idle_fraction_running", "underruns", "completion_time_s",
         "boundary_accel_max", "boundary_accel_mean", "latency_p50_s")}}  # fmt: skip
 
 
@@ -91,8 +91,8 @@ def run_async_bench(args: AsyncBenchArgs) -> dict[str, Any]:
 
         console.print(table(
             f"edgevla bench async ({args.checkpoint}, chunk {runner.chunk_size}, {fps:g} fps, virtual clock)",
-            ["config", "Test", "Val", "Global", "idle", "underruns", "completion (s)", "max boundary accel (rad/s^2)"],
-            [(r["config"], f(r["success_test"]), f(r["success_val"]), f(r["success_global"]), f"{r['idle_fraction']:.1%}",
+            ["config", "Test", "Val", "Global", "idle", "idle after 1st chunk", "underruns", "completion (s)", "max boundary accel (rad/s^2)"],
+            [(r["config"], f(r["success_test"]), f(r["success_val"]), f(r["success_global"]), f"{r['idle_fraction']:.1%}", f"{r['idle_fraction_running']:.1%}",
               r["underruns"], f(r["completion_time_s"]), f(r["boundary_accel_max"], ".1f")) for r in rows],
         ))  # fmt: skip
     return result

@@ -28,6 +28,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             if ok
             else None,
             "idle_fraction": float(np.mean([r["idle_fraction"] for r in results])),
+            "idle_fraction_running": float(np.mean([r["idle_fraction_running"] for r in results])),
             "underruns": int(sum(r["underruns"] for r in results)),
             "boundary_accel_max": float(np.max([r["boundary_accel_max"] for r in results])),
             "boundary_accel_mean": float(np.mean([r["boundary_accel_max"] for r in results])),
