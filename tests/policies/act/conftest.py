@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from edgevla.policies.act.config import ACTConfig, default_features
 
@@ -18,15 +17,6 @@ REFERENCE = Path(
 )
 ACT_CHECKPOINT = REFERENCE / "lerobot-act-checkpoint"
 DEFAULT_PARAMS_TSV = REFERENCE / "lerobot-act-default-params.tsv"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine has 2 shared cores; one thread keeps timings stable and neighbours happy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tiny_config(**overrides) -> ACTConfig:

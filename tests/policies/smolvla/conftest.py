@@ -9,15 +9,6 @@ from edgevla.features import image_key
 from edgevla.policies.smolvla.config import SmolVLAConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine has 2 shared cores; one thread keeps timings stable and neighbours happy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _tiny_config(**overrides) -> SmolVLAConfig:
     """~0.4 M parameters, 4 VLM/expert layers (two self-attention, two cross-attention).
 
