@@ -7,13 +7,13 @@ Figures are measured, never assumed; run on an otherwise idle machine for stable
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from edgevla.console import console, emit_json, progress, table
 from edgevla.sim.env import TeaBagMugEnv
-from edgevla.sim.expert import ScriptedExpert, rollout_expert
+from edgevla.sim.expert import ExpertConfig, ScriptedExpert, rollout_expert
 from edgevla.sim.scene import SceneConfig
 
 
@@ -30,6 +30,8 @@ class SimBenchArgs:
     width: int = 128
     skip_640: bool = False
     """skip the 640x480 speed figure"""
+    tolerance_episodes: int = 40
+    """seeded episodes per grasp aim error in the tolerance table (0 skips it)"""
     json: bool = False
     """print one JSON object instead of tables"""
 
@@ -101,6 +103,41 @@ def expert_success(
     }
 
 
+# (name, (radial, tangential, height) aim error in m): the errors a learned policy makes.
+GRASP_AIM_ERRORS: tuple[tuple[str, tuple[float, float, float]], ...] = (
+    ("on target", (0.0, 0.0, 0.0)),
+    ("1 cm high", (0.0, 0.0, 0.01)),
+    ("5 mm low", (0.0, 0.0, -0.005)),
+    ("1 cm sideways", (0.0, 0.01, 0.0)),
+    ("1.5 cm sideways", (0.0, 0.015, 0.0)),
+    ("1.5 cm too far", (0.015, 0.0, 0.0)),
+    ("1.5 cm too near", (-0.015, 0.0, 0.0)),
+    ("1 cm high and 1 cm sideways", (0.0, 0.01, 0.01)),
+)
+
+
+def grasp_tolerance(
+    episodes: int, seed: int = 0, fps: int = 30, quiet: bool = False
+) -> dict[str, float]:
+    """Success rate of a single grasp attempt (no re-grasp) when the expert aims off by each of
+    GRASP_AIM_ERRORS: how much error a policy imitating the expert can afford at the grasp."""
+    env = TeaBagMugEnv(SceneConfig(fps=fps), render_images=False)
+    rates: dict[str, float] = {}
+    with progress(quiet) as p:
+        task = p.add_task("grasp tolerance", total=episodes * len(GRASP_AIM_ERRORS), status="")
+        for name, error in GRASP_AIM_ERRORS:
+            config = replace(ExpertConfig(), max_regrasps=0, grasp_aim_error=error)
+            successes = 0
+            for i in range(episodes):
+                info = {"success": False}
+                for _, _, info in rollout_expert(env, seed=seed + i, expert=ScriptedExpert(config)):
+                    pass
+                successes += bool(info["success"])
+                p.update(task, advance=1, status=name)
+            rates[name] = successes / episodes
+    return rates
+
+
 def run(args: SimBenchArgs) -> dict:
     scene = SceneConfig(image_height=args.height, image_width=args.width)
     result: dict = {
@@ -116,6 +153,10 @@ def run(args: SimBenchArgs) -> dict:
             big, max(60, args.steps // 4), args.seed
         )
     result.update(expert_success(args.episodes, args.seed, quiet=args.json))
+    if args.tolerance_episodes > 0:
+        result["grasp_tolerance"] = grasp_tolerance(
+            args.tolerance_episodes, args.seed, scene.fps, quiet=args.json
+        )
     result["target_steps_per_s"] = 150
     result["target_expert_success_rate"] = 0.98
     if args.json:
@@ -147,4 +188,12 @@ def run(args: SimBenchArgs) -> dict:
             ("mean episode length (s)", f"{result['expert_mean_episode_s']:.1f}", ""),
         ]
         console.print(table("edgevla sim bench", ["figure", "measured", "target"], rows))
+        if "grasp_tolerance" in result:
+            console.print(
+                table(
+                    f"grasp tolerance: one attempt, expert aiming off ({args.tolerance_episodes} starts each)",
+                    ["aim error", "success"],
+                    [(k, f"{v:.2f}") for k, v in result["grasp_tolerance"].items()],
+                )
+            )
     return result
