@@ -43,6 +43,22 @@ def test_resume_equals_uninterrupted(tiny_recording, tmp_path):
     assert full["final_val_loss"] is not None
 
 
+def test_time_budget_stops_with_a_checkpoint_and_counts_across_resumes(tiny_recording, tmp_path):
+    """max_minutes=0 stops after the first step, and the checkpoint it leaves records the wall
+    time so a resumed run keeps counting from it."""
+    _, ds = tiny_recording
+    first = train(_cfg(ds, tmp_path / "b", max_minutes=0.0), quiet=True)
+    assert first["stopped_by_time_budget"] and first["steps"] == 1
+    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-000001"]
+    state = torch.load(
+        list_checkpoints(tmp_path / "b")[-1] / "training_state.pt", weights_only=False
+    )
+    assert state["train_wall_s"] > 0
+    again = train(_cfg(ds, tmp_path / "b", resume=True, max_minutes=1e-9), quiet=True)
+    assert again["resumed_from"] == 1 and again["steps"] == 2
+    assert again["total_train_wall_s"] > first["total_train_wall_s"]
+
+
 def test_existing_run_needs_resume(tiny_recording, tmp_path):
     _, ds = tiny_recording
     train(_cfg(ds, tmp_path / "r", steps=3), quiet=True)

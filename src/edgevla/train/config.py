@@ -32,6 +32,8 @@ class TrainConfig:
     threads: int | None = None
     """torch intra-op threads (default: all cores)"""
     resume: bool = False
+    max_minutes: float | None = None
+    """stop, with a checkpoint, once training wall time (summed over resumes) reaches this"""
     overrides: tuple[str, ...] = field(default_factory=tuple)
     """policy config overrides, KEY=VALUE (JSON values), e.g. chunk_size=50"""
 

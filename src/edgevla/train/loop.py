@@ -264,6 +264,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     normalizer = Normalizer(stats, pcfg.normalization_modes())
     optimizer, scheduler = make_optimizer(policy, pcfg, cfg)
     start = 0
+    wall_before = 0.0  # training wall time of earlier sessions of this run (resumes)
     if cfg.resume and existing:
         last = existing[-1]
         state = torch.load(last / STATE_FILE, weights_only=False)
@@ -275,6 +276,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         start = int(state["step"])
+        wall_before = float(state.get("train_wall_s", 0.0))
         _truncate_log(out, start)
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -291,6 +293,9 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     t_start = time.perf_counter()
     last_metrics: dict[str, float] = {}
     val_loss = None
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
+    stopped_early = False
+    done = start
     with progress(quiet) as bar:
         task = bar.add_task(f"train {cfg.policy}", total=cfg.steps, completed=start, status="")
         for step in range(start, cfg.steps):
@@ -305,30 +310,46 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             done = step + 1
             elapsed = time.perf_counter() - t_start
             rate = (done - start) / elapsed
-            if done % cfg.log_freq == 0 or done == cfg.steps:
-                _append_log(out, {"step": done, **metrics, "steps_per_s": rate, "wall_s": elapsed})
+            out_of_time = budget_s is not None and wall_before + elapsed >= budget_s
+            last_step = done == cfg.steps or out_of_time
+            if done % cfg.log_freq == 0 or last_step:
+                _append_log(
+                    out,
+                    {"step": done, **metrics, "steps_per_s": rate, "wall_s": wall_before + elapsed},
+                )
             last_metrics = metrics
             bar.update(task, advance=1, status=f"loss {metrics['loss']:.4f} | {rate:.2f} it/s")
-            if done % cfg.save_freq == 0 or done == cfg.steps:
+            if done % cfg.save_freq == 0 or last_step:
                 if val_ds is not None:
                     val_loss = validation_loss(
                         policy, normalizer, val_ds, cfg.val_batches, cfg.batch_size
                     )
                     _append_log(out, {"step": done, "val_loss": val_loss})
                 save_checkpoint(
-                    out, done, policy, stats, optimizer, scheduler, {"val_loss": val_loss}
+                    out,
+                    done,
+                    policy,
+                    stats,
+                    optimizer,
+                    scheduler,
+                    {"val_loss": val_loss, "train_wall_s": wall_before + elapsed},
                 )
                 plot_curves(out)
+            if out_of_time:
+                stopped_early = done < cfg.steps
+                break
     wall = time.perf_counter() - t_start
     return {
         "out": str(out),
         "policy": cfg.policy,
         "preset": cfg.preset,
         "parameters": n_params,
-        "steps": cfg.steps,
+        "steps": done,
         "resumed_from": start,
         "wall_s": wall,
-        "steps_per_s": (cfg.steps - start) / wall if wall > 0 else 0.0,
+        "total_train_wall_s": wall_before + wall,
+        "stopped_by_time_budget": stopped_early,
+        "steps_per_s": (done - start) / wall if wall > 0 else 0.0,
         "final_loss": last_metrics.get("loss"),
         "final_val_loss": val_loss,
         "checkpoints": [p.name for p in list_checkpoints(out)],
