@@ -62,6 +62,32 @@ def test_eval_runs_sync_and_async_and_writes_results(tiny_recording, tiny_checkp
     assert (tmp_path / "clusters_sync.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_checkpoint_runs_at_the_rate_it_learned(tiny_recording, tiny_checkpoint, tmp_path, capsys):
+    """train writes the dataset's fps into train_info.json; eval defaults to it, says so when
+    asked for another rate, and falls back to 30 fps for a folder without it (LeRobot's)."""
+    import shutil
+
+    from edgevla.dataset.reader import LeRobotDatasetReader
+    from edgevla.eval.run import policy_rate
+    from edgevla.policies.checkpoint import TRAIN_INFO_FILE, read_train_info
+
+    _, ds = tiny_recording
+    info = read_train_info(tiny_checkpoint)
+    assert info["fps"] == LeRobotDatasetReader(ds).fps and info["step"] == 2
+    assert policy_rate(tiny_checkpoint, None) == info["fps"]
+    assert policy_rate(tiny_checkpoint, 2 * info["fps"]) == 2 * info["fps"]
+    assert "2x speed" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="positive"):
+        policy_rate(tiny_checkpoint, 0)
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_checkpoint, bare)
+    (bare / TRAIN_INFO_FILE).unlink()
+    assert policy_rate(bare, None) == 30
+    (bare / TRAIN_INFO_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        policy_rate(bare, None)
+
+
 def test_image_size_mismatch_is_refused(tiny_recording, tiny_checkpoint, tmp_path):
     from edgevla.eval.parallel import _check_compatible
     from edgevla.policies.runner import TorchPolicyRunner

@@ -19,7 +19,7 @@ from typing import Any
 
 from edgevla.console import console, emit_json, table
 from edgevla.control.schedule import check_budget
-from edgevla.eval.run import EvalArgs, evaluate
+from edgevla.eval.run import EvalArgs, evaluate, policy_rate
 
 
 @dataclass
@@ -36,8 +36,8 @@ class AsyncBenchArgs:
     episodes: int = 1
     workers: int = 2
     episode_time_s: float = 30.0
-    fps: int = 30
-    """control rate (the rate the policy's dataset was recorded at)"""
+    fps: int | None = None
+    """control rate (default: the rate of the policy's training data)"""
     json: bool = False
 
 
@@ -58,7 +58,7 @@ def run_async_bench(args: AsyncBenchArgs) -> dict[str, Any]:
     from edgevla.policies.runner import TorchPolicyRunner
 
     runner = TorchPolicyRunner.from_checkpoint(args.checkpoint)
-    fps = float(args.fps)
+    fps = float(policy_rate(Path(args.checkpoint), args.fps))
     rows = [_one(args, "0", "async", "0.5", "zero-latency")]
     budgets = {}
     for lat in args.latencies:

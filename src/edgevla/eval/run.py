@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from edgevla.console import console, emit_json, progress, table
+from edgevla.console import console, emit_json, err_console, progress, table
 from edgevla.control.config import ControlConfig
 from edgevla.control.metrics import EpisodeResult, plot_queue_size
 from edgevla.dataset.plan import Plan
@@ -44,8 +44,8 @@ class EvalArgs:
     sets: tuple[Literal["test", "val"], ...] = ("test", "val")
     workers: int = 2
     episode_time_s: float = 20.0
-    fps: int = 30
-    """control rate; use the rate the policy's dataset was recorded at"""
+    fps: int | None = None
+    """control rate (default: the rate of the policy's training data, from its train_info.json)"""
     camera_moved: str | None = None
     """perturbation: move this camera by --camera-shift-m / --camera-turn-deg"""
     camera_shift_m: tuple[float, float, float] = (0.02, 0.0, 0.0)
@@ -54,6 +54,28 @@ class EvalArgs:
     """perturbation: light intensity (1.0 = as recorded)"""
     label: str | None = None
     json: bool = False
+
+
+DEFAULT_FPS = 30
+
+
+def policy_rate(checkpoint: Path, requested: int | None) -> int:
+    """The control rate to run a checkpoint at: the requested one, else the rate its training
+    data was recorded at, else 30 fps. A request that differs from the training rate is allowed
+    (it is an experiment) but said out loud: the chunk then plays faster or slower than taught."""
+    from edgevla.policies.checkpoint import read_train_info
+
+    trained = read_train_info(checkpoint).get("fps")
+    if requested is None:
+        return int(trained) if trained else DEFAULT_FPS
+    if requested <= 0:
+        raise ValueError(f"--fps must be positive, got {requested}")
+    if trained and int(trained) != requested:
+        err_console.print(
+            f"[yellow]warning:[/] {checkpoint} learned from {trained} fps data; running it at "
+            f"{requested} fps plays its action chunks at {requested / trained:.2g}x speed"
+        )
+    return requested
 
 
 def control_config(args: EvalArgs, mode: str, fps: float) -> ControlConfig:
@@ -80,7 +102,7 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
     scene = SceneConfig(
         image_height=h,
         image_width=w,
-        fps=args.fps,
+        fps=policy_rate(Path(args.checkpoint), args.fps),
         camera_offsets=offsets,
         light_intensity=args.light_intensity,
     )
@@ -135,6 +157,7 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
     result = {
         "checkpoint": str(args.checkpoint),
         "plan": str(args.plan),
+        "fps": scene.fps,
         "perturbation": {"camera_moved": args.camera_moved, "camera_shift_m": args.camera_shift_m,
                          "camera_turn_deg": args.camera_turn_deg, "light_intensity": args.light_intensity},
         "modes": {m: v["summary"] for m, v in per_mode.items()},

@@ -3,6 +3,7 @@
     <folder>/config.json                        LeRobot PreTrainedConfig JSON, "type" first
     <folder>/model.safetensors                  state dict, LeRobot's exact parameter names
     <folder>/normalization_stats.safetensors    optional: dataset statistics used to normalise
+    <folder>/train_info.json                    optional: how it was trained (dataset fps, step...)
 
 The stats file uses the tensor layout of LeRobot's normalizer processor state
 (policy_preprocessor_step_*_normalizer_processor.safetensors): flat keys "<feature>.<stat>",
@@ -33,6 +34,7 @@ from edgevla.policies.common.normalize import Stats
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 STATS_FILE = "normalization_stats.safetensors"
+TRAIN_INFO_FILE = "train_info.json"
 _MAX_LISTED = 12
 
 
@@ -53,6 +55,20 @@ def save_checkpoint(
     if stats is not None:
         save_stats(folder / STATS_FILE, stats)
     return folder
+
+
+def read_train_info(folder: str | Path) -> dict[str, Any]:
+    """train_info.json of a checkpoint folder, or {} when absent (a folder LeRobot wrote).
+
+    Its "fps" is the control rate of the dataset the policy learned from: a chunk of actions is
+    a trajectory at that rate, so running it at another rate plays it faster or slower."""
+    path = Path(folder) / TRAIN_INFO_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); delete it or restore it") from e
 
 
 def read_config(folder: str | Path, expected_type: str) -> dict[str, Any]:

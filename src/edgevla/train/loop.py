@@ -36,6 +36,7 @@ from edgevla.console import console, emit_json, progress, table
 from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.dataset.torch_dataset import ActionChunkDataset
 from edgevla.features import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY
+from edgevla.policies.checkpoint import TRAIN_INFO_FILE
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import policy_class
 from edgevla.train.config import TrainConfig
@@ -150,13 +151,25 @@ def list_checkpoints(out: Path) -> list[Path]:
 
 
 def save_checkpoint(
-    out: Path, step: int, policy, stats, optimizer, scheduler, extra: dict[str, Any]
+    out: Path,
+    step: int,
+    policy,
+    stats,
+    optimizer,
+    scheduler,
+    extra: dict[str, Any],
+    train_info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the checkpoint to a temporary folder and rename it: a kill never leaves half a one."""
+    """Write the checkpoint to a temporary folder and rename it: a kill never leaves half a one.
+
+    train_info (dataset fps, datasets, seed...) goes to train_info.json beside the weights, so
+    evaluation and deployment run the policy at the rate it learned."""
     final = checkpoint_dir(out, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save_pretrained(tmp, stats)
+    if train_info is not None:
+        (tmp / TRAIN_INFO_FILE).write_text(json.dumps({**train_info, "step": step}, indent=1))
     torch.save(
         {
             "step": step,
@@ -248,6 +261,12 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             f"{out} already has checkpoints ({existing[-1].name}); pass --resume to continue, or another --out"
         )
     readers = [LeRobotDatasetReader(p) for p in cfg.dataset]
+    rates = sorted({r.fps for r in readers})
+    if len(rates) > 1:
+        raise TrainingError(
+            f"the datasets were recorded at different rates {rates} fps: an action chunk would "
+            "mean different speeds; train on datasets of one rate (re-record with --fps)"
+        )
     pcfg = policy_config(cfg, readers[0])
     train_ds = ActionChunkDataset(readers, chunk_size=pcfg.chunk_size, split="train")
     has_val = any(ep.get("split") == "val" for r in readers for ep in r.episodes)
@@ -333,6 +352,15 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
                     optimizer,
                     scheduler,
                     {"val_loss": val_loss, "train_wall_s": wall_before + elapsed},
+                    {
+                        "policy": cfg.policy,
+                        "preset": cfg.preset,
+                        "fps": rates[0],
+                        "datasets": [str(p) for p in cfg.dataset],
+                        "seed": cfg.seed,
+                        "batch_size": cfg.batch_size,
+                        "train_wall_s": wall_before + elapsed,
+                    },
                 )
                 plot_curves(out)
             if out_of_time:

@@ -28,7 +28,10 @@ class SelectArgs:
     run: Path
     plan: Path = Path("outputs/plan.json")
     threshold: str = "0.5"
+    aggregate: str = "weighted_average"
     latency: str = "measured"
+    fps: int | None = None
+    """control rate (default: the rate of the run's training data)"""
     episodes: int = 1
     workers: int = 2
     every: int = 1
@@ -83,8 +86,9 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
     for ckpt in picked:
         step = int(ckpt.name.split("-")[1])
         res = evaluate(
-            EvalArgs(checkpoint=ckpt, plan=args.plan, threshold=args.threshold, latency=args.latency,
-                     episodes=args.episodes, workers=args.workers, label=ckpt.name),
+            EvalArgs(checkpoint=ckpt, plan=args.plan, threshold=args.threshold, aggregate=args.aggregate,
+                     latency=args.latency, episodes=args.episodes, workers=args.workers, fps=args.fps,
+                     label=ckpt.name),
             quiet=args.json,
         )  # fmt: skip
         s = res["modes"]["async"]
