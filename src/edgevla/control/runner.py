@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edgevla.features import STATE_KEY, image_key
+from edgevla.observation import check_observation as check_observation_for
 
 
 @runtime_checkable
@@ -104,31 +104,12 @@ def check_observation(observation: dict[str, np.ndarray], runner: PolicyRunner) 
     """Fail early, with a fix, when an environment's observation does not suit a runner.
 
     Checked once per episode (on the reset observation), not every tick: the env's contract
-    does not change mid-episode and the check costs a few dictionary lookups.
+    does not change mid-episode. Actions are joint targets, so the state has action_dim entries.
     """
-    if STATE_KEY not in observation:
-        raise KeyError(
-            f"the observation has no {STATE_KEY!r} (keys: {sorted(observation)}); the control "
-            "loop needs the joint state to hold the arm before the first chunk arrives."
-        )
-    state = np.asarray(observation[STATE_KEY])
-    if state.shape != (runner.action_dim,):
-        raise ValueError(
-            f"{STATE_KEY!r} has shape {state.shape} but the runner's action_dim is "
-            f"{runner.action_dim}; actions are joint position targets, one per joint."
-        )
-    h, w = runner.image_hw
-    for cam in runner.camera_names:
-        key = image_key(cam)
-        if key not in observation:
-            raise KeyError(
-                f"the runner needs camera {cam!r} ({key!r}) but the observation only has "
-                f"{sorted(observation)}; render that camera in the environment or export the "
-                "policy for the cameras you have."
-            )
-        shape = np.asarray(observation[key]).shape
-        if shape != (h, w, 3):
-            raise ValueError(
-                f"{key!r} has shape {shape}; the runner expects (H, W, 3) = ({h}, {w}, 3). "
-                "Set the environment's render size to the policy's image_hw."
-            )
+    check_observation_for(
+        observation,
+        state_dim=runner.action_dim,
+        camera_names=runner.camera_names,
+        image_hw=runner.image_hw,
+        who=f"the runner ({type(runner).__name__})",
+    )

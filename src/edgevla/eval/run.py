@@ -21,6 +21,7 @@ from edgevla.dataset.plan import Plan
 from edgevla.eval.parallel import EnvSpec, RunnerSpec, run_parallel
 from edgevla.eval.protocol import eval_episodes
 from edgevla.eval.report import fmt_rate, fmt_s, plot_cluster_map, summarise
+from edgevla.features import DEFAULT_FPS
 from edgevla.sim.scene import CameraOffset, SceneConfig
 
 
@@ -54,9 +55,6 @@ class EvalArgs:
     """perturbation: light intensity (1.0 = as recorded)"""
     label: str | None = None
     json: bool = False
-
-
-DEFAULT_FPS = 30
 
 
 def policy_rate(checkpoint: Path, requested: int | None) -> int:

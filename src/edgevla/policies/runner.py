@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from edgevla.features import ACTION_KEY, STATE_KEY, TASK, camera_of, image_key
+from edgevla.observation import check_observation
 from edgevla.policies.checkpoint import load_checkpoint_stats
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import load_policy
@@ -64,27 +65,14 @@ class TorchPolicyRunner:
         return self._image_hw
 
     def _batch(self, observation: dict[str, np.ndarray]) -> dict:
-        state = np.array(
-            observation[STATE_KEY], dtype=np.float32
-        )  # a copy: inputs may be read-only
-        if state.shape != (self._state_dim,):
-            raise ValueError(
-                f"{STATE_KEY} has shape {state.shape}; this policy expects ({self._state_dim},)"
-            )
+        check_observation(
+            observation, self._state_dim, self._camera_names, self._image_hw, "this checkpoint"
+        )
+        state = np.array(observation[STATE_KEY], dtype=np.float32)  # a copy: may be read-only
         batch: dict = {STATE_KEY: torch.from_numpy(state)[None]}  # (1, D)
         for cam in self._camera_names:
             key = image_key(cam)
-            if key not in observation:
-                raise KeyError(
-                    f"camera {cam!r} is missing from the observation (has: {sorted(observation)}); "
-                    f"this policy was trained with cameras {list(self._camera_names)}"
-                )
             img = np.asarray(observation[key])
-            if img.shape != (*self._image_hw, 3):
-                raise ValueError(
-                    f"{key} is {img.shape[:2]} (HxW); this policy expects {self._image_hw}. "
-                    "Render the environment at the checkpoint's image size."
-                )
             batch[key] = (
                 torch.from_numpy(img).permute(2, 0, 1)[None].float().div_(255.0)
             )  # (1, 3, H, W)
