@@ -62,17 +62,56 @@ def test_grasp_forgives_a_policy_sized_aim_error(env):
 
 
 def test_grasp_aim_error_moves_the_grasp(env):
-    """The aim error is applied where the grasp is planned (a zero error changes nothing)."""
+    """Each part of the aim error (radial, sideways, height) moves the planned grasp by exactly
+    that much; a zero error changes nothing."""
+    import math
     from dataclasses import replace
 
     from edgevla.sim.expert import ExpertConfig
 
-    def grasp_height(config):
-        expert = ScriptedExpert(config)
+    def grasp_point(error):
+        expert = ScriptedExpert(replace(ExpertConfig(), grasp_aim_error=error))
         env.reset(seed=7)
         expert.reset(env)
-        return next(s.end[2] for s in expert._segments if s.name == "grasp")
+        theta, r, z = next(s.end[:3] for s in expert._segments if s.name == "grasp")
+        return np.array([r * math.cos(theta), r * math.sin(theta), z]), theta
 
-    base = ExpertConfig()
-    high = replace(base, grasp_aim_error=(0.0, 0.0, 0.01))
-    assert grasp_height(high) - grasp_height(base) == pytest.approx(0.01)
+    base, theta = grasp_point((0.0, 0.0, 0.0))
+    radial = np.array([math.cos(theta), math.sin(theta), 0.0])
+    sideways = np.array([-math.sin(theta), math.cos(theta), 0.0])
+    for error in ((0.0, 0.0, 0.01), (0.015, 0.0, 0.0), (0.0, 0.01, 0.0)):
+        moved, _ = grasp_point(error)
+        d = moved - base
+        assert d @ radial == pytest.approx(error[0], abs=5e-4)  # an arc, not a chord
+        assert d @ sideways == pytest.approx(error[1], abs=5e-4)
+        assert d[2] == pytest.approx(error[2], abs=1e-9)
+
+
+def test_open_pads_keep_off_the_mug(env):
+    """Beside the mug the pads open less than 10 cm so neither lands on its wall: single grasp
+    attempts at the workspace's mug clearance succeed (with a fixed 10 cm gap about half failed)."""
+    import math
+    from dataclasses import replace
+
+    from edgevla.sim.env import StartState
+    from edgevla.sim.expert import ExpertConfig
+    from edgevla.sim.scene import MUG_POS
+
+    ws = env.scene.workspace
+    rng = np.random.default_rng(0)
+    starts = []
+    while len(starts) < 10:
+        a = rng.uniform(0, 2 * np.pi)
+        xy = np.array(MUG_POS) + (ws.mug_clearance + 0.002) * np.array([math.cos(a), math.sin(a)])
+        if ws.contains(xy):
+            starts.append(StartState(tuple(xy), float(rng.uniform(-np.pi, np.pi))))
+    config = replace(ExpertConfig(), max_regrasps=0)
+    successes = 0
+    for start in starts:
+        info = {}
+        for _, _, info in rollout_expert(
+            env, options={"start_state": start}, expert=ScriptedExpert(config)
+        ):
+            pass
+        successes += info["success"]
+    assert successes >= 9

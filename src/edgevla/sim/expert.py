@@ -15,7 +15,8 @@ gripper after the lift, the expert lets go, goes back up and tries again from wh
 now lies, as an operator would (at most `max_regrasps` times).
 
 The grasp is built to forgive the errors a learned policy makes (measured by perturbing the
-grasp, see the README): the pads open to 10 cm and press onto the table, so the same grasp
+grasp, see the README): the pads open to 10 cm (narrower beside the mug, so an open pad never
+lands on it) and press onto the table, so the same grasp
 succeeds with the tool 1 cm high and 1 cm off-centre at once (with 8.5 cm and the tips 3 mm
 above the table it succeeded about half the time).
 """
@@ -32,9 +33,13 @@ from edgevla.sim.kinematics import GraspPose, UnreachableError, solve_ik, wrap_h
 from edgevla.sim.scene import (
     BAG_HALF_SIZE,
     JOINT_LIMITS,
+    MUG_INNER_RADIUS,
     MUG_POS,
+    MUG_WALL,
     gripper_angle_for_gap,
 )
+
+PAD_THICKNESS = 0.008  # scene.py: pad half-size 4 mm across the closing direction
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class ExpertConfig:
     carry_height: float = 0.14  # tool height while carrying (bag bottom 3 cm above the rim)
     release_height: float = 0.097  # tool height when opening: pads just above the rim
     open_gap: float = 0.10  # pad gap before grasping (m): 2 cm spare each side of a 6 cm side
+    mug_margin: float = 0.008  # open pads keep this far outside the mug's wall (narrower near it)
     # Pad tips aim this far below the table top (m): the arm presses the pads onto the table,
     # as an operator does, so a policy that aims 1 cm high still closes on the bag's sides.
     pad_tip_height: float = -0.008
@@ -133,10 +139,27 @@ class ScriptedExpert:
         s = (r - c.tilt_start_radius) / (c.tilt_full_radius - c.tilt_start_radius)
         return c.tilt_max * min(max(s, 0.0), 1.0)
 
+    def _open_gap(self, bag_xy: np.ndarray, close_yaw: float, width: float) -> float:
+        """Pad gap to open to before descending: `open_gap`, narrowed (down to 1 cm spare each
+        side of the bag) where an open pad would land on the mug, for a bag beside it."""
+        c = self.config
+        u = np.array([math.cos(close_yaw), math.sin(close_yaw)])
+        keep_out = MUG_INNER_RADIUS + MUG_WALL + c.mug_margin
+        gap = c.open_gap
+        while gap > width + 0.02:
+            reach = gap / 2 + PAD_THICKNESS
+            if all(
+                np.linalg.norm(bag_xy + s * reach * u - np.asarray(MUG_POS)) >= keep_out
+                for s in (1.0, -1.0)
+            ):
+                break
+            gap -= 0.0025
+        return max(gap, width + 0.02)
+
     def _grasp_plan(
         self, bag_pos: np.ndarray, bag_quat: np.ndarray
-    ) -> tuple[float, float, float, float]:
-        """(tilt, roll, grasp height, grip command) for the bag's current pose."""
+    ) -> tuple[float, float, float, float, float]:
+        """(tilt, roll, grasp height, grip command, open gap) for the bag's current pose."""
         c = self.config
         theta = math.atan2(bag_pos[1], bag_pos[0])
         r = math.hypot(bag_pos[0], bag_pos[1])
@@ -155,7 +178,9 @@ class ScriptedExpert:
         roll *= max(0.0, 1.0 - tilt / 0.3)
         grasp_z = c.pad_tip_height + 0.008 * math.cos(tilt) + 0.010 * math.sin(tilt)
         grip = gripper_angle_for_gap(width - c.squeeze)
-        return tilt, roll, grasp_z, grip
+        # The pads close along yaw theta + pi/2 - roll (roll 0: across the pan direction).
+        open_gap = self._open_gap(np.asarray(bag_pos[:2]), theta + math.pi / 2 - roll, width)
+        return tilt, roll, grasp_z, grip, open_gap
 
     def _ik(self, wp: np.ndarray) -> np.ndarray:
         """Joint targets for a cylindrical waypoint; tilts further when the pose is out of reach."""
@@ -191,14 +216,14 @@ class ScriptedExpert:
         c = self.config
         priv = env.privileged_state()
         bag = priv["bag_pos"]
-        tilt, roll, grasp_z, grip = self._grasp_plan(bag, priv["bag_quat"])
+        tilt, roll, grasp_z, grip, open_gap = self._grasp_plan(bag, priv["bag_quat"])
         theta_b = math.atan2(bag[1], bag[0])
         r_b = math.hypot(bag[0], bag[1])
         err_r, err_t, err_z = c.grasp_aim_error
         if err_r or err_t or err_z:
             r_b, theta_b = r_b + err_r, theta_b + err_t / r_b
             grasp_z += err_z
-        open_q = gripper_angle_for_gap(c.open_gap)
+        open_q = gripper_angle_for_gap(open_gap)
         cur = self._current
         if cur[2] < c.hover_height - 0.01:  # start low (recovery, regrasp): go straight up first
             self._add(np.array([cur[0], cur[1], c.carry_height, cur[3], cur[4], cur[5]]), "rise")
