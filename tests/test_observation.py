@@ -33,7 +33,17 @@ def test_a_matching_observation_passes():
         (
             {"observation.images.top": np.zeros((96, 128), np.uint8)},
             ValueError,
-            "render size",
+            "convert grey or RGBA frames to RGB",
+        ),
+        (
+            {"observation.images.top": np.zeros((96, 128, 4), np.uint8)},
+            ValueError,
+            "convert grey or RGBA frames to RGB",
+        ),
+        (
+            {"observation.images.top": np.zeros((96, 128, 3), np.float32)},
+            ValueError,
+            "float32 .* RGB uint8",
         ),
     ],
 )

@@ -47,9 +47,15 @@ def check_observation(
                 f"{sorted(observation)}; render that camera in the environment or train/export "
                 "the policy for the cameras you have"
             )
-        shape = np.shape(observation[key])
-        if shape != (h, w, 3):
+        image = np.asarray(observation[key])
+        if image.shape[:2] != (h, w):
             raise ValueError(
-                f"{key!r} has shape {shape}; {who} expects (H, W, 3) = ({h}, {w}, 3). Set the "
-                "environment's render size to the policy's image size"
+                f"{key!r} has shape {image.shape}; {who} expects (H, W, 3) = ({h}, {w}, 3). Set "
+                "the environment's render size to the policy's image size"
+            )
+        if image.shape != (h, w, 3) or image.dtype != np.uint8:
+            raise ValueError(
+                f"{key!r} is {image.dtype} {image.shape}; {who} expects RGB uint8 (H, W, 3) = "
+                f"({h}, {w}, 3), values 0-255: convert grey or RGBA frames to RGB and float "
+                "images to uint8 before the policy"
             )

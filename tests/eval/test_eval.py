@@ -45,10 +45,18 @@ def tiny_checkpoint(tiny_recording, tmp_path_factory):
 
 @pytest.mark.slow
 def test_eval_runs_sync_and_async_and_writes_results(tiny_recording, tiny_checkpoint, tmp_path):
+    import shutil
+
     plan_path, _ = tiny_recording
-    args = EvalArgs(checkpoint=tiny_checkpoint, plan=plan_path, out=tmp_path, modes=("sync", "async"),
+    # A checkpoint that learned at 15 fps runs at 15 fps unless told otherwise.
+    ckpt = tmp_path / "ckpt15"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    info = json.loads((ckpt / "train_info.json").read_text())
+    (ckpt / "train_info.json").write_text(json.dumps({**info, "fps": 15}))
+    args = EvalArgs(checkpoint=ckpt, plan=plan_path, out=tmp_path, modes=("sync", "async"),
                     workers=1, episode_time_s=2.0, latency="0.1")  # fmt: skip
     result = evaluate(args, quiet=True)
+    assert result["fps"] == 15 and result["modes"]["sync"]["control"]["fps"] == 15
     plan = Plan.load(plan_path)
     for mode in ("sync", "async"):
         s = result["modes"][mode]

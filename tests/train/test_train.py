@@ -45,18 +45,35 @@ def test_resume_equals_uninterrupted(tiny_recording, tmp_path):
 
 def test_time_budget_stops_with_a_checkpoint_and_counts_across_resumes(tiny_recording, tmp_path):
     """max_minutes=0 stops after the first step, and the checkpoint it leaves records the wall
-    time so a resumed run keeps counting from it."""
+    time, so a resumed run keeps counting from it and a spent budget is refused."""
     _, ds = tiny_recording
     first = train(_cfg(ds, tmp_path / "b", max_minutes=0.0), quiet=True)
     assert first["stopped_by_time_budget"] and first["steps"] == 1
-    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-000001"]
-    state = torch.load(
-        list_checkpoints(tmp_path / "b")[-1] / "training_state.pt", weights_only=False
+    ckpt = list_checkpoints(tmp_path / "b")[-1]
+    assert ckpt.name == "step-000001" and (ckpt / "train_info.json").is_file()
+    spent = torch.load(ckpt / "training_state.pt", weights_only=False)["train_wall_s"]
+    assert spent > 0
+    with pytest.raises(TrainingError, match="raise --max-minutes"):
+        train(_cfg(ds, tmp_path / "b", resume=True, max_minutes=spent / 60), quiet=True)
+    again = train(
+        _cfg(ds, tmp_path / "b", resume=True, max_minutes=(spent + 1e-6) / 60), quiet=True
     )
-    assert state["train_wall_s"] > 0
-    again = train(_cfg(ds, tmp_path / "b", resume=True, max_minutes=1e-9), quiet=True)
-    assert again["resumed_from"] == 1 and again["steps"] == 2
-    assert again["total_train_wall_s"] > first["total_train_wall_s"]
+    assert again["resumed_from"] == 1 and again["steps"] == 2 and again["stopped_by_time_budget"]
+    assert again["total_train_wall_s"] > spent
+    with pytest.raises(ValueError, match="max_minutes"):
+        _cfg(ds, tmp_path / "c", max_minutes=-1.0)
+
+
+def test_wall_time_of_an_older_checkpoint_comes_from_the_log(tmp_path):
+    from edgevla.train.loop import _wall_time_so_far
+
+    (tmp_path / "log.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in [{"step": 50, "loss": 1.0, "wall_s": 20.0},
+                                              {"step": 100, "loss": 0.9, "wall_s": 41.0},
+                                              {"step": 150, "loss": 0.8, "wall_s": 60.0}])
+    )  # fmt: skip
+    assert _wall_time_so_far(tmp_path, {}, 100) == 41.0
+    assert _wall_time_so_far(tmp_path, {"train_wall_s": 7.5}, 100) == 7.5
 
 
 def test_existing_run_needs_resume(tiny_recording, tmp_path):

@@ -86,8 +86,8 @@ class ControlConfig:
             )
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise ValueError(
-                f"fps must be a positive control rate in Hz (the dataset's is {DEFAULT_FPS}); "
-                f"got {self.fps}."
+                f"fps must be a positive control rate in Hz, the rate the policy's dataset was "
+                f"recorded at (its checkpoint's train_info.json; default {DEFAULT_FPS}); got {self.fps}."
             )
         parse_latency_spec(self.latency)  # raises with the accepted forms
         if self.max_steps is not None and self.max_steps < 1:

@@ -13,7 +13,7 @@ budget verdict of `edgevla schedule`. Results are reproducible: the latency is v
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ def run_async_bench(args: AsyncBenchArgs) -> dict[str, Any]:
 
     runner = TorchPolicyRunner.from_checkpoint(args.checkpoint)
     fps = float(policy_rate(Path(args.checkpoint), args.fps))
+    args = replace(args, fps=int(fps))  # every configuration at the same, resolved rate
     rows = [_one(args, "0", "async", "0.5", "zero-latency")]
     budgets = {}
     for lat in args.latencies:

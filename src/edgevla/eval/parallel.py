@@ -55,8 +55,13 @@ def _init_worker(runner_spec: RunnerSpec, env_spec: EnvSpec) -> None:
     _worker["env"] = TeaBagMugEnv(env_spec.scene, max_episode_s=env_spec.episode_time_s)
 
 
-def _check_compatible(runner, env) -> None:
+def _check_compatible(runner, env, control: ControlConfig | None = None) -> None:
     scene = env.scene
+    if control is not None and control.fps != scene.fps:
+        raise ValueError(
+            f"the control loop runs at {control.fps} fps but the environment steps at "
+            f"{scene.fps} fps; build both from one rate (edgevla.eval.run.policy_rate)"
+        )
     missing = [c for c in runner.camera_names if c not in scene.cameras]
     if missing:
         raise ValueError(f"the policy needs cameras {missing} that the environment does not render")
@@ -75,7 +80,7 @@ def _run_one(episode: EvalEpisode, control: ControlConfig) -> dict[str, Any]:
     from edgevla.control.loop import run_episode
 
     env, runner = _worker["env"], _worker["runner"]
-    _check_compatible(runner, env)
+    _check_compatible(runner, env, control)
     cfg = replace(control, latency_seed=episode.seed)
     result = run_episode(
         env,

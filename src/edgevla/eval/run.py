@@ -64,16 +64,32 @@ def policy_rate(checkpoint: Path, requested: int | None) -> int:
     from edgevla.policies.checkpoint import read_train_info
 
     trained = read_train_info(checkpoint).get("fps")
-    if requested is None:
-        return int(trained) if trained else DEFAULT_FPS
-    if requested <= 0:
+    if requested is not None and requested <= 0:
         raise ValueError(f"--fps must be positive, got {requested}")
+    if requested is None and trained:
+        return int(trained)
+    if requested is None:
+        _warn_once(
+            f"{checkpoint} does not say what rate it learned at (no train_info.json); running it "
+            f"at {DEFAULT_FPS} fps: pass --fps with its dataset's rate if that is wrong"
+        )
+        return DEFAULT_FPS
     if trained and int(trained) != requested:
-        err_console.print(
-            f"[yellow]warning:[/] {checkpoint} learned from {trained} fps data; running it at "
-            f"{requested} fps plays its action chunks at {requested / trained:.2g}x speed"
+        _warn_once(
+            f"{checkpoint} learned from {trained} fps data; running it at {requested} fps plays "
+            f"its action chunks at {requested / trained:.2g}x speed"
         )
     return requested
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Print a warning to stderr once per process (select and bench ask for every run)."""
+    if message not in _warned:
+        _warned.add(message)
+        err_console.print(f"[yellow]warning:[/] {message}")
 
 
 def control_config(args: EvalArgs, mode: str, fps: float) -> ControlConfig:

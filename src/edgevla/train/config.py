@@ -42,6 +42,10 @@ class TrainConfig:
             raise ValueError("steps, batch_size, save_freq and log_freq must be >= 1")
         if self.grad_clip_norm <= 0:
             raise ValueError(f"grad_clip_norm={self.grad_clip_norm} must be > 0")
+        if self.max_minutes is not None and not (0 <= self.max_minutes < float("inf")):
+            raise ValueError(
+                f"max_minutes={self.max_minutes} must be a finite number >= 0 (or omitted)"
+            )
         for o in self.overrides:
             if "=" not in o:
                 raise ValueError(f"override {o!r} must look like KEY=VALUE, e.g. chunk_size=50")

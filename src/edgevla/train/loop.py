@@ -187,6 +187,15 @@ def save_checkpoint(
     return final
 
 
+def _wall_time_so_far(out: Path, state: dict[str, Any], step: int) -> float:
+    """Training wall time (s) up to the checkpoint at `step`: from its training state, or for a
+    checkpoint older than that field, the last wall_s logged at or before `step`."""
+    if "train_wall_s" in state:
+        return float(state["train_wall_s"])
+    logged = [r["wall_s"] for r in read_log(out) if "wall_s" in r and r.get("step", 0) <= step]
+    return float(logged[-1]) if logged else 0.0
+
+
 def _append_log(out: Path, record: dict[str, Any]) -> None:
     with open(out / LOG_FILE, "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -295,7 +304,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         start = int(state["step"])
-        wall_before = float(state.get("train_wall_s", 0.0))
+        wall_before = _wall_time_so_far(out, state, start)
         _truncate_log(out, start)
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -315,6 +324,11 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     stopped_early = False
     done = start
+    if budget_s is not None and start and start < cfg.steps and wall_before >= budget_s:
+        raise TrainingError(
+            f"{out} has already trained {wall_before / 60:.1f} min (step {start}), the whole "
+            f"--max-minutes {cfg.max_minutes:g}; raise --max-minutes to continue"
+        )
     with progress(quiet) as bar:
         task = bar.add_task(f"train {cfg.policy}", total=cfg.steps, completed=start, status="")
         for step in range(start, cfg.steps):
@@ -344,6 +358,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
                         policy, normalizer, val_ds, cfg.val_batches, cfg.batch_size
                     )
                     _append_log(out, {"step": done, "val_loss": val_loss})
+                elapsed = time.perf_counter() - t_start  # validation counts as training time
                 save_checkpoint(
                     out,
                     done,

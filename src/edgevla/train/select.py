@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevla.console import console, emit_json, table
-from edgevla.eval.run import EvalArgs, evaluate
+from edgevla.eval.run import EvalArgs, evaluate, policy_rate
 from edgevla.train.loop import list_checkpoints, read_log
 
 
@@ -82,12 +82,14 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
     if checkpoints[-1] not in picked:
         picked.append(checkpoints[-1])
     val_loss = {r["step"]: r["val_loss"] for r in read_log(args.run) if "val_loss" in r}
+    # One control rate for the whole run, so every checkpoint is judged under the same settings.
+    fps = policy_rate(checkpoints[-1], args.fps)
     rows = []
     for ckpt in picked:
         step = int(ckpt.name.split("-")[1])
         res = evaluate(
             EvalArgs(checkpoint=ckpt, plan=args.plan, threshold=args.threshold, aggregate=args.aggregate,
-                     latency=args.latency, episodes=args.episodes, workers=args.workers, fps=args.fps,
+                     latency=args.latency, episodes=args.episodes, workers=args.workers, fps=fps,
                      label=ckpt.name),
             quiet=args.json,
         )  # fmt: skip
@@ -109,6 +111,7 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
     figure = plot_selection(rows, Path(args.run) / "selection.png", best["step"])
     result = {
         "run": str(args.run),
+        "fps": fps,
         "chosen": best,
         "lowest_val_loss": lowest_loss,
         "ranked": sorted(rows, key=rank_key, reverse=True),
