@@ -68,6 +68,42 @@ def test_recovery_share_is_a_parameter():
     assert p.summary()["recovery_share"] == pytest.approx(1 / 11)
 
 
+def test_recovery_starts_take_turns_above_the_mug_and_beside_the_bag(plan):
+    """Half the recovery starts put the arm above the mug, half low beside the bag with the
+    gripper closed on nothing (after a missed grasp); the expert recovers from every kind."""
+    from edgevla.sim.env import TeaBagMugEnv
+    from edgevla.sim.expert import ScriptedExpert, rollout_expert
+    from edgevla.sim.scene import MUG_POS
+
+    assert plan.summary()["recovery_starts"] == {"mug": 10, "missed_grasp": 10}
+    rec = [e for e in plan.episodes if e.kind == "recovery"]
+    for e in rec:
+        tcp = np.asarray(e.arm_tcp)
+        if e.recovery_start == "mug":
+            assert np.linalg.norm(tcp[:2] - MUG_POS) < 0.03 and tcp[2] > 0.1
+        else:
+            assert 0.02 <= np.linalg.norm(tcp[:2] - e.bag_xy) <= 0.04 and tcp[2] < 0.1
+            assert e.gripper <= 0.4
+    env = TeaBagMugEnv(render_images=False)
+    missed = [e for e in rec if e.recovery_start == "missed_grasp"]
+    farthest = max(missed, key=lambda e: math.hypot(*e.arm_tcp[:2]))  # needs a tilted gripper
+    for e in (missed[0], farthest):
+        info = {}
+        for _, _, info in rollout_expert(env, seed=e.seed, options={"start_state": e.start_state()},
+                                         expert=ScriptedExpert()):  # fmt: skip
+            pass
+        assert info["success"], e
+
+
+def test_plans_from_before_missed_grasp_starts_still_load(plan, tmp_path):
+    path = tmp_path / "old.json"
+    plan.save(path)
+    raw = json.loads(path.read_text())
+    del raw["config"]["recovery_starts"]
+    path.write_text(json.dumps(raw))
+    assert Plan.load(path).config.recovery_starts == ("mug",)
+
+
 def test_roundtrip_through_file(plan, tmp_path):
     path = plan.save(tmp_path / "plan.json")
     again = Plan.load(path)
@@ -85,6 +121,8 @@ def test_too_many_clusters_refused():
     ({"val_clusters": (12,)}, "val_clusters"),
     ({"positions_per_cluster": 0}, "positions_per_cluster"),
     ({"n_clusters": 1}, "n_clusters"),
+    ({"recovery_starts": ("table",)}, "recovery_starts"),
+    ({"recovery_starts": ()}, "recovery_starts"),
 ])  # fmt: skip
 def test_bad_config_refused(kwargs, match):
     with pytest.raises(PlanError, match=match):

@@ -8,8 +8,10 @@ within a ring, from the arm's right to its left. Every corner of every square li
 workspace, so every position drawn inside a cluster is reachable and clear of the mug.
 
 Per training cluster: `positions_per_cluster` starts (bag position and yaw, half "horizontal"
-and half "vertical") plus `recovery_per_cluster` recovery starts (the arm starts near the mug,
-gripper empty). Validation clusters (default: 6) are recorded with split "val" and never appear
+and half "vertical") plus `recovery_per_cluster` recovery starts, taking turns through
+`recovery_starts`: "mug" (the arm starts above the mug, gripper empty: the bag was dropped on the
+way) and "missed_grasp" (the arm starts low beside the bag, gripper closed on nothing: the state
+a policy is in after a grasp 2-4 cm off, which a policy trained without it does not leave). Validation clusters (default: 6) are recorded with split "val" and never appear
 in training. Evaluation: Test = `test_per_cluster` fresh random positions in each training
 cluster (20), Val = the held-out cluster's positions (10), Global = both (30).
 
@@ -33,6 +35,7 @@ from edgevla.sim.scene import MUG_POS, Workspace
 
 PLAN_VERSION = 1
 ORIENTATIONS = ("horizontal", "vertical")
+RECOVERY_STARTS = ("mug", "missed_grasp")
 
 
 class PlanError(ValueError):
@@ -47,6 +50,8 @@ class PlanConfig:
     cluster_size_m: float = 0.10
     positions_per_cluster: int = 10
     recovery_per_cluster: int = 2
+    recovery_starts: tuple[str, ...] = ("mug", "missed_grasp")
+    """where recovery starts put the arm, taking turns: mug, missed_grasp"""
     val_clusters: tuple[int, ...] = (6,)
     test_per_cluster: int = 2
     yaw_jitter_deg: float = 30.0
@@ -63,6 +68,12 @@ class PlanConfig:
             raise PlanError("positions_per_cluster must be >= 1")
         if self.recovery_per_cluster < 0 or self.test_per_cluster < 0:
             raise PlanError("recovery_per_cluster and test_per_cluster must be >= 0")
+        bad_starts = [s for s in self.recovery_starts if s not in RECOVERY_STARTS]
+        if bad_starts or not self.recovery_starts:
+            raise PlanError(
+                f"recovery_starts {list(self.recovery_starts)}: each must be one of "
+                f"{list(RECOVERY_STARTS)} (and at least one given)"
+            )
         bad = [c for c in self.val_clusters if not 1 <= c <= self.n_clusters]
         if bad:
             raise PlanError(f"val_clusters {bad} are not cluster ids 1..{self.n_clusters}")
@@ -120,6 +131,7 @@ class PlannedEpisode:
     seed: int
     arm_tcp: tuple[float, float, float] | None = None
     gripper: float = 0.1
+    recovery_start: str | None = None  # mug | missed_grasp, for recovery episodes
 
     def start_state(self) -> StartState:
         return StartState(
@@ -148,6 +160,7 @@ class Plan:
     def summary(self) -> dict[str, Any]:
         train = [e for e in self.episodes if e.split == "train"]
         rec = [e for e in train if e.kind == "recovery"]
+        by_start = {w: sum(e.recovery_start == w for e in rec) for w in self.config.recovery_starts}
         return {
             "clusters": len(self.clusters),
             "val_clusters": list(self.config.val_clusters),
@@ -155,6 +168,7 @@ class Plan:
             "val_episodes": sum(e.split == "val" for e in self.episodes),
             "recovery_episodes": len(rec),
             "recovery_share": len(rec) / max(1, len(train)),
+            "recovery_starts": by_start,
             "orientations": {
                 o: sum(e.orientation == o for e in self.episodes) for o in ORIENTATIONS
             },
@@ -208,6 +222,10 @@ class Plan:
         try:
             cfg = dict(raw["config"])
             cfg["val_clusters"] = tuple(cfg["val_clusters"])
+            if "recovery_starts" in cfg:
+                cfg["recovery_starts"] = tuple(cfg["recovery_starts"])
+            else:  # plans written before missed-grasp recovery starts existed
+                cfg["recovery_starts"] = ("mug",)
             config = PlanConfig(**cfg)
 
             def ep(d: dict) -> PlannedEpisode:
@@ -265,6 +283,30 @@ def _yaw_for(orientation: str, theta: float, rng: np.random.Generator, jitter_de
     return float((base + math.radians(rng.uniform(-jitter_deg, jitter_deg))) % math.pi)
 
 
+def _recovery_arm(
+    where: str, bag_xy: np.ndarray, rng: np.random.Generator
+) -> tuple[tuple[float, float, float], float]:
+    """(tool position, gripper angle) of a recovery start.
+
+    mug: 11-14 cm above the mug, gripper anywhere from closed to open.
+    missed_grasp: 2-4 cm beside the bag in any direction, pad tips 3-8 cm above the table (clear
+    of the 1.5 cm bag), gripper 0-0.4 rad (12-38 mm: closed past every side of the bag)."""
+    if where == "mug":
+        tcp = (
+            float(MUG_POS[0] + rng.uniform(-0.02, 0.02)),
+            float(MUG_POS[1] + rng.uniform(-0.02, 0.02)),
+            float(rng.uniform(0.11, 0.14)),
+        )
+        return tcp, float(rng.uniform(0.0, 1.0))
+    d, phi = rng.uniform(0.02, 0.04), rng.uniform(-math.pi, math.pi)
+    tcp = (
+        float(bag_xy[0] + d * math.cos(phi)),
+        float(bag_xy[1] + d * math.sin(phi)),
+        float(rng.uniform(0.04, 0.09)),
+    )
+    return tcp, float(rng.uniform(0.0, 0.4))
+
+
 def make_plan(config: PlanConfig | None = None, workspace: Workspace | None = None) -> Plan:
     """Draw a plan. Deterministic in config.seed."""
     config = config or PlanConfig()
@@ -296,18 +338,15 @@ def make_plan(config: PlanConfig | None = None, workspace: Workspace | None = No
         theta = math.atan2(xy[1], xy[0])
         yaw = _yaw_for(orientation, theta, rng, config.yaw_jitter_deg)
         arm_tcp, gripper = None, 0.1
+        recovery_start = None
         if kind == "recovery":
-            arm_tcp = (
-                float(MUG_POS[0] + rng.uniform(-0.02, 0.02)),
-                float(MUG_POS[1] + rng.uniform(-0.02, 0.02)),
-                float(rng.uniform(0.11, 0.14)),
-            )
-            gripper = float(rng.uniform(0.0, 1.0))
+            recovery_start = config.recovery_starts[k % len(config.recovery_starts)]
+            arm_tcp, gripper = _recovery_arm(recovery_start, xy, rng)
         return PlannedEpisode(
             index=index, cluster=cluster.id, split=split, kind=kind,
             bag_xy=(float(xy[0]), float(xy[1])), bag_yaw=yaw, orientation=orientation,
             seed=int(config.seed * 100_000 + index + (0 if split in ("train", "val") else 50_000)),
-            arm_tcp=arm_tcp, gripper=gripper,
+            arm_tcp=arm_tcp, gripper=gripper, recovery_start=recovery_start,
         )  # fmt: skip
 
     for cluster in clusters:

@@ -25,7 +25,7 @@ import mujoco
 import numpy as np
 
 from edgevla.features import ACTION_DIM, MOTOR_NAMES, STATE_KEY, image_key
-from edgevla.sim.kinematics import GraspPose, solve_ik
+from edgevla.sim.kinematics import GraspPose, UnreachableError, solve_ik
 from edgevla.sim.scene import (
     BAG_HALF_SIZE,
     JOINT_LIMITS,
@@ -48,8 +48,10 @@ REST_GRIPPER = 0.1
 class StartState:
     """Where an episode begins. bag_xy in metres (world), bag_yaw in radians.
 
-    start == "recovery": the arm starts near the mug with the gripper empty (the paper's
-    recovery episodes); arm_tcp / gripper then give its tool position and opening.
+    start == "recovery": the arm starts away from rest with the gripper empty (the paper's
+    recovery episodes: above the mug, or beside the bag after a missed grasp); arm_tcp /
+    gripper give its tool position and opening. Out at the far edge the gripper is tilted
+    outward as much as needed to reach arm_tcp, as the expert does there.
     """
 
     bag_xy: tuple[float, float]
@@ -212,8 +214,17 @@ class TeaBagMugEnv(gym.Env):
         tcp = REST_TCP if start.start == "rest" else start.arm_tcp
         if tcp is None:
             raise ValueError("a recovery start needs arm_tcp (the tool position near the mug)")
-        q5 = solve_ik(GraspPose(np.asarray(tcp, dtype=float), 0.0, None))
-        return np.append(q5, start.gripper)
+        pos = np.asarray(tcp, dtype=float)
+        for tilt in np.arange(0.0, 1.21, 0.05):
+            try:
+                q5 = solve_ik(GraspPose(pos, float(tilt), None))
+            except UnreachableError:
+                continue
+            return np.append(q5, start.gripper)
+        raise UnreachableError(
+            f"recovery start arm_tcp {pos.round(3).tolist()} is out of the arm's reach at any "
+            "gripper tilt; put it nearer the base"
+        )
 
     def _validate_action(self, action) -> np.ndarray:
         a = np.asarray(action, dtype=np.float64)
