@@ -100,6 +100,18 @@ def test_async_idle_fraction_fixed_latency(make_env, make_runner) -> None:
     assert starved.idle_fraction_running == pytest.approx(9 / 37)
 
 
+def test_chunks_that_arrive_stale_never_move_the_arm(make_env, make_runner) -> None:
+    """Latency 15 ticks > chunk 10: every action is in the past on arrival and dropped, the arm
+    holds its start for the whole episode and counts as idle throughout, not "0% idle after
+    the first chunk"."""
+    env = make_env()
+    result = run_episode(env, make_runner(10), cfg(chunk_size_threshold=0.2, latency="0.5",
+                                                   max_steps=40))  # fmt: skip
+    assert set(env.trace) == {0}
+    assert result.idle_fraction == 1.0 and result.idle_fraction_running == 1.0
+    assert result.startup_ticks == 40 and result.inference_count >= 2
+
+
 def test_auto_requests_at_p95_plus_margin(make_env, make_runner) -> None:
     config = cfg(chunk_size_threshold="auto", latency="0.1", auto_margin_ticks=2, max_steps=40)
     result = run_episode(make_env(), make_runner(20), config)

@@ -4,9 +4,10 @@ Definitions (ticks are control ticks at the configured fps):
     idle_fraction        ticks without a fresh queued action / all ticks. In sync mode these are
                          the ticks the arm waits for the model; in async mode the warm-up before
                          the first chunk plus underruns.
-    idle_fraction_running  the same after the first chunk arrived (startup_ticks before it): the
+    idle_fraction_running  the same after the first fresh action (startup_ticks before it): the
                          wait for the very first chunk is the same in every mode, so this is the
-                         figure that compares schedules.
+                         figure that compares schedules. 1.0 when no fresh action was ever
+                         executed (every chunk arrived stale: latency longer than a chunk).
     underruns            times an async queue ran dry after the first chunk arrived (each run of
                          consecutive starved ticks counts once; underrun_ticks counts the ticks).
     effective_control_hz fresh actions executed per second of episode time.
@@ -139,7 +140,9 @@ class EpisodeRecorder:
             idle_ticks=ticks - fresh_ticks,
             idle_fraction=(ticks - fresh_ticks) / ticks if ticks else 0.0,
             startup_ticks=startup,
-            idle_fraction_running=(running - fresh_ticks) / running if running else 0.0,
+            idle_fraction_running=(running - fresh_ticks) / running
+            if running
+            else float(ticks > 0),
             underruns=underruns,
             underrun_ticks=underrun_ticks,
             inference_count=len(self.latencies_s),
