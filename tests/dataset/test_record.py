@@ -125,3 +125,26 @@ def test_kill_9_then_resume_finishes_the_plan(small_plan, tmp_path):
     assert [e["episode_index"] for e in reader.episodes] == list(range(8))
     for e in range(8):
         assert len(reader.video(e, "top")) == len(reader.frames(e))
+
+
+def test_saved_calibration_compares_equal_after_a_json_roundtrip(tmp_path):
+    """The calibration saved with a dataset comes back from JSON (lists, not tuples): a resume
+    with the same plan must find no difference, also for a dataset recorded before
+    `recovery_starts` existed, resumed with its own (older) plan file."""
+    import json as _json
+
+    from edgevla.dataset.plan import Plan, make_plan
+    from edgevla.dataset.record import _as_recorded_today, _calibration, _diff
+    from edgevla.sim.scene import SceneConfig
+
+    plan = make_plan()
+    saved = _json.loads(_json.dumps(_calibration(SceneConfig(), plan)))
+    assert _diff(_as_recorded_today(saved), _calibration(SceneConfig(), plan)) == []
+    path = tmp_path / "old_plan.json"
+    plan.save(path)
+    raw = _json.loads(path.read_text())
+    del raw["config"]["recovery_starts"]
+    path.write_text(_json.dumps(raw))
+    old_saved = _calibration(SceneConfig(), plan)
+    del old_saved["plan_config"]["recovery_starts"]
+    assert _diff(_as_recorded_today(old_saved), _calibration(SceneConfig(), Plan.load(path))) == []

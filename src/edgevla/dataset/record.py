@@ -76,7 +76,19 @@ def scene_calibration(scene: SceneConfig) -> dict[str, Any]:
 
 
 def _calibration(scene: SceneConfig, plan: Plan) -> dict[str, Any]:
-    return {"scene": scene_calibration(scene), "plan_config": plan.to_dict()["config"]}
+    """The scene and plan settings saved with a dataset, as JSON would give them back (lists,
+    not tuples), so a resume compares like with like."""
+    return json.loads(
+        json.dumps({"scene": scene_calibration(scene), "plan_config": plan.to_dict()["config"]})
+    )
+
+
+def _as_recorded_today(calibration: dict[str, Any]) -> dict[str, Any]:
+    """A dataset's saved calibration with fields added since it was recorded filled in with
+    what they meant then (plans before `recovery_starts` had mug recovery starts only)."""
+    plan_config = dict(calibration.get("plan_config") or {})
+    plan_config.setdefault("recovery_starts", ["mug"])
+    return {**calibration, "plan_config": plan_config}
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -136,7 +148,7 @@ def run_record(args: RecordArgs) -> dict[str, Any]:
     video = VideoSettings.av1() if args.codec == "av1" else VideoSettings.h264()
     if args.resume:
         writer, done = LeRobotDatasetWriter.open_for_resume(args.out)
-        mismatch = _diff(writer.calibration, calibration)
+        mismatch = _diff(_as_recorded_today(writer.calibration), calibration)
         if mismatch:
             writer.close()
             raise CalibrationMismatch(
