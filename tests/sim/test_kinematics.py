@@ -50,3 +50,16 @@ def test_ik_reaches_pose(model_data, pos, tilt, yaw):
 def test_unreachable_pose_raises():
     with pytest.raises(UnreachableError, match="out of reach"):
         solve_ik(GraspPose(np.array([0.6, 0.0, 0.01])))
+
+
+def test_reachable_tilts_skip_the_unreachable_in_order():
+    from edgevla.sim.kinematics import reachable_tilts
+
+    far = np.array([0.36, 0.0, 0.02])  # out at the edge: reachable only tilted outward
+    tilts = np.arange(0.0, 1.21, 0.05)
+    found = list(reachable_tilts(far, tilts))
+    assert found and found[0][0] > 0  # vertical does not reach, some tilt does
+    assert [i for i, _ in found] == sorted(i for i, _ in found)
+    for i, q in found:
+        np.testing.assert_allclose(forward_tcp(q), far, atol=1e-9)
+    assert list(reachable_tilts(np.array([0.9, 0.0, 0.1]), tilts)) == []

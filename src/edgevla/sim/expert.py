@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgevla.sim.env import TeaBagMugEnv
-from edgevla.sim.kinematics import GraspPose, UnreachableError, solve_ik, wrap_half_pi
+from edgevla.sim.kinematics import UnreachableError, reachable_tilts, wrap_half_pi
 from edgevla.sim.scene import (
     BAG_HALF_SIZE,
     JOINT_LIMITS,
@@ -186,14 +186,11 @@ class ScriptedExpert:
         """Joint targets for a cylindrical waypoint; tilts further when the pose is out of reach."""
         theta, r, z, tilt, roll, grip = (float(v) for v in wp)
         pos = np.array([r * math.cos(theta), r * math.sin(theta), z])
-        for extra in np.arange(0.0, 1.2, 0.01):
-            try:
-                q5 = solve_ik(GraspPose(pos, tilt + extra, None))
-            except UnreachableError:
-                continue
+        tilts = tilt + np.arange(0.0, 1.2, 0.01)
+        for i, q5 in reachable_tilts(pos, tilts):
             # Keep the elbow bent at least `min_elbow_bend` away from straight: near the
             # singularity small tool moves need large elbow moves.
-            if q5[2] >= -math.pi / 2 + self.config.min_elbow_bend or extra >= 1.19:
+            if q5[2] >= -math.pi / 2 + self.config.min_elbow_bend or i == len(tilts) - 1:
                 break
         else:
             raise UnreachableError(f"expert waypoint {np.round(pos, 3).tolist()} is out of reach")

@@ -17,6 +17,7 @@ A gripper "tilt" phi tips the approach outward from vertical: a3 = pi - phi.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,19 @@ def solve_ik(pose: GraspPose, check_limits: bool = True) -> np.ndarray:
                 f"tool position {np.round(pose.position, 3).tolist()} needs {which} outside the joint limits"
             )
     return q
+
+
+def reachable_tilts(
+    position: np.ndarray, tilts: Iterable[float]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(i, joints (5,)) for each tilts[i], in order, at which the tool reaches `position`
+    (roll 0); unreachable tilts are skipped. Far out the gripper must tilt outward to reach,
+    so callers search increasing tilts and take the first pose that suits them."""
+    for i, tilt in enumerate(tilts):
+        try:
+            yield i, solve_ik(GraspPose(position, tilt, None))
+        except UnreachableError:
+            continue
 
 
 def forward_tcp(q: np.ndarray) -> np.ndarray:
