@@ -159,3 +159,23 @@ def test_fps_sets_exact_control_period():
         cfg = SceneConfig(fps=fps)
         assert math.isclose(cfg.timestep * cfg.n_substeps, 1 / fps)
         assert cfg.timestep <= cfg.physics_dt
+
+
+def test_pose_scene_places_arm_and_bag_without_simulating(env):
+    from edgevla.sim.kinematics import forward_tcp
+
+    env.reset(seed=3)
+    q = np.array([0.4, -0.3, 0.6, 0.9, 0.2, 0.5])
+    bag = np.array([0.22, 0.05, 0.03])  # in the air: posed, so it does not fall
+    obs = env.pose_scene(q, bag, 0.7)
+    truth = env.privileged_state()
+    np.testing.assert_allclose(truth["bag_pos"], bag)
+    np.testing.assert_allclose(truth["joint_pos"], q)
+    np.testing.assert_allclose(truth["tcp_pos"], forward_tcp(q), atol=1e-6)
+    assert set(obs) == {STATE_KEY, *(image_key(c) for c in CAMERA_NAMES)}
+    with pytest.raises(ValueError, match="NaN"):
+        env.pose_scene(q, (0.2, math.nan, 0.01), 0.0)
+    with pytest.raises(ValueError, match="bag_pos"):
+        env.pose_scene(q, (0.2, 0.0), 0.0)
+    obs, _ = env.reset(seed=3)  # an episode after a posed scene starts as usual
+    assert env.privileged_state()["bag_pos"][2] < 0.01

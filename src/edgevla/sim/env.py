@@ -25,7 +25,7 @@ import mujoco
 import numpy as np
 
 from edgevla.features import ACTION_DIM, MOTOR_NAMES, STATE_KEY, image_key
-from edgevla.sim.kinematics import GraspPose, UnreachableError, solve_ik
+from edgevla.sim.kinematics import UnreachableError, reachable_tilts
 from edgevla.sim.scene import (
     BAG_HALF_SIZE,
     JOINT_LIMITS,
@@ -169,18 +169,8 @@ class TeaBagMugEnv(gym.Env):
         self.start_state = start
         mujoco.mj_resetData(self.model, self.data)
         q_arm = self._start_arm_qpos(start)
-        self.data.qpos[self._qadr] = q_arm
-        self.data.qpos[self._pad_qadr] = q_arm[5] * 0.0325
         bx, by = start.bag_xy
-        self.data.qpos[self._bag_qadr : self._bag_qadr + 3] = (bx, by, BAG_HALF_SIZE[2] + 0.0005)
-        self.data.qpos[self._bag_qadr + 3 : self._bag_qadr + 7] = (
-            math.cos(start.bag_yaw / 2),
-            0.0,
-            0.0,
-            math.sin(start.bag_yaw / 2),
-        )
-        self.data.ctrl[:] = q_arm
-        mujoco.mj_forward(self.model, self.data)
+        self._place(q_arm, (bx, by, BAG_HALF_SIZE[2] + 0.0005), start.bag_yaw)
         # Let the bag settle on the table before the first observation.
         for _ in range(self.scene.n_substeps):
             mujoco.mj_step(self.model, self.data)
@@ -215,16 +205,47 @@ class TeaBagMugEnv(gym.Env):
         if tcp is None:
             raise ValueError("a recovery start needs arm_tcp (the tool position near the mug)")
         pos = np.asarray(tcp, dtype=float)
-        for tilt in np.arange(0.0, 1.21, 0.05):
-            try:
-                q5 = solve_ik(GraspPose(pos, float(tilt), None))
-            except UnreachableError:
-                continue
+        for _, q5 in reachable_tilts(pos, np.arange(0.0, 1.21, 0.05)):
             return np.append(q5, start.gripper)
         raise UnreachableError(
             f"recovery start arm_tcp {pos.round(3).tolist()} is out of the arm's reach at any "
             "gripper tilt; put it nearer the base"
         )
+
+    def _place(self, q_arm: np.ndarray, bag_pos, bag_yaw: float) -> None:
+        """Put the arm at joint positions q_arm (6,) (servo targets too) and the bag at bag_pos
+        (3,) with yaw bag_yaw; recompute positions without stepping physics."""
+        self.data.qpos[self._qadr] = q_arm
+        self.data.qpos[self._pad_qadr] = q_arm[5] * 0.0325
+        self.data.qpos[self._bag_qadr : self._bag_qadr + 3] = bag_pos
+        self.data.qpos[self._bag_qadr + 3 : self._bag_qadr + 7] = (
+            math.cos(bag_yaw / 2),
+            0.0,
+            0.0,
+            math.sin(bag_yaw / 2),
+        )
+        self.data.qvel[:] = 0.0
+        self.data.ctrl[:] = q_arm
+        mujoco.mj_forward(self.model, self.data)
+
+    def pose_scene(
+        self, q_arm: np.ndarray, bag_pos, bag_yaw: float
+    ) -> dict[str, np.ndarray]:
+        """Observation of a posed, not simulated, scene: arm at q_arm (6,) (clipped to the joint
+        limits), bag at bag_pos (3,) metres with yaw bag_yaw radians. For rendering labelled
+        frames (backbone pre-training); the episode state is left undefined, so reset() before
+        stepping again."""
+        q = np.clip(np.asarray(q_arm, dtype=float), JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+        pos = np.asarray(bag_pos, dtype=float)
+        if q.shape != (ACTION_DIM,) or pos.shape != (3,):
+            raise ValueError(
+                f"pose_scene needs q_arm ({ACTION_DIM},) and bag_pos (3,), got {q.shape} and {pos.shape}"
+            )
+        if not (np.isfinite(q).all() and np.isfinite(pos).all() and math.isfinite(bag_yaw)):
+            raise ValueError(f"pose_scene got NaN or inf: q_arm={q}, bag_pos={pos}, yaw={bag_yaw}")
+        self.start_state = None
+        self._place(q, pos, float(bag_yaw))
+        return self._observation()
 
     def _validate_action(self, action) -> np.ndarray:
         a = np.asarray(action, dtype=np.float64)
