@@ -129,3 +129,20 @@ def test_runner_refuses_missing_camera_and_wrong_shape(tiny_checkpoint):
     obs["observation.images.left"] = np.zeros((96, 128, 3), np.uint8)
     chunk = runner.predict_chunk(obs)
     assert chunk.shape == (runner.chunk_size, 6) and chunk.dtype == np.float32
+
+
+def test_select_ranks_late_checkpoints_and_links_the_best(tiny_recording, tmp_path):
+    from edgevla.train.select import SelectArgs, run_select
+
+    plan_path, ds = tiny_recording
+    run = tmp_path / "run"
+    train(TrainConfig(policy="act", preset="tiny", dataset=(ds,), out=run, steps=4, batch_size=2,
+                      save_freq=2, threads=1, val_batches=1), quiet=True)  # fmt: skip
+    args = dict(run=run, plan=plan_path, latency="0.05", workers=1, episode_time_s=1.0, json=True)
+    result = run_select(SelectArgs(**args, from_step=3))
+    assert [r["step"] for r in result["ranked"]] == [4]  # step 2 skipped
+    assert (run / "best").resolve() == (run / "checkpoints" / "step-000004").resolve()
+    assert json.loads((run / "selection.json").read_text())["chosen"]["step"] == 4
+    assert (run / "selection.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="lower --from-step"):
+        run_select(SelectArgs(**args, from_step=5))

@@ -33,9 +33,12 @@ class SelectArgs:
     fps: int | None = None
     """control rate (default: the rate of the run's training data)"""
     episodes: int = 1
+    episode_time_s: float = 20.0
     workers: int = 2
     every: int = 1
     """evaluate every N-th checkpoint (the last one always)"""
+    from_step: int = 0
+    """skip checkpoints before this step (early ones rarely win and each costs a full eval)"""
     json: bool = False
 
 
@@ -78,7 +81,13 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{args.run} has no checkpoints (run `edgevla train --out {args.run}` first)"
         )
-    picked = checkpoints[:: args.every]
+    late = [c for c in checkpoints if int(c.name.split("-")[1]) >= args.from_step]
+    if not late:
+        raise ValueError(
+            f"{args.run}: no checkpoint at or after step {args.from_step} (last: "
+            f"{checkpoints[-1].name}); lower --from-step"
+        )
+    picked = late[:: args.every]
     if checkpoints[-1] not in picked:
         picked.append(checkpoints[-1])
     val_loss = {r["step"]: r["val_loss"] for r in read_log(args.run) if "val_loss" in r}
@@ -90,6 +99,7 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
         res = evaluate(
             EvalArgs(checkpoint=ckpt, plan=args.plan, threshold=args.threshold, aggregate=args.aggregate,
                      latency=args.latency, episodes=args.episodes, workers=args.workers, fps=fps,
+                     episode_time_s=args.episode_time_s,
                      label=ckpt.name),
             quiet=args.json,
         )  # fmt: skip
