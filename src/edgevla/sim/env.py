@@ -228,9 +228,7 @@ class TeaBagMugEnv(gym.Env):
         self.data.ctrl[:] = q_arm
         mujoco.mj_forward(self.model, self.data)
 
-    def pose_scene(
-        self, q_arm: np.ndarray, bag_pos, bag_yaw: float
-    ) -> dict[str, np.ndarray]:
+    def pose_scene(self, q_arm: np.ndarray, bag_pos, bag_yaw: float) -> dict[str, np.ndarray]:
         """Observation of a posed, not simulated, scene: arm at q_arm (6,) (clipped to the joint
         limits), bag at bag_pos (3,) metres with yaw bag_yaw radians. For rendering labelled
         frames (backbone pre-training); the episode state is left undefined, so reset() before
