@@ -53,6 +53,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
         "run_train",
         "train ACT or the SmolVLA-architecture VLA; checkpoints, val loss, --resume",
     ),
+    ("pretrain",): (
+        "edgevla.train.pretrain",
+        "PretrainArgs",
+        "run_pretrain",
+        "pre-train ACT's ResNet trunk on labelled simulation frames (no ImageNet here)",
+    ),
     ("select",): (
         "edgevla.train.select",
         "SelectArgs",

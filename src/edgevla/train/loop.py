@@ -40,7 +40,7 @@ from edgevla.policies.checkpoint import TRAIN_INFO_FILE
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import policy_class
 from edgevla.train.config import TrainConfig
-from edgevla.train.recipes import make_optimizer, policy_config
+from edgevla.train.recipes import load_pretrained_parts, make_optimizer, policy_config
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "training_state.pt"
@@ -307,6 +307,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         wall_before = _wall_time_so_far(out, state, start)
         _truncate_log(out, start)
     else:
+        load_pretrained_parts(policy, pcfg)
         out.mkdir(parents=True, exist_ok=True)
         (out / LOG_FILE).write_text("")
         (out / "train_config.json").write_text(

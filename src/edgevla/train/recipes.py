@@ -76,6 +76,27 @@ def policy_config(cfg: TrainConfig, reader: LeRobotDatasetReader):
     raise ValueError(f"unknown policy {cfg.policy!r}")
 
 
+def load_pretrained_parts(policy: torch.nn.Module, policy_cfg) -> str | None:
+    """Before the first step of a fresh run: load the weights the config names for part of the
+    model. ACT: `pretrained_backbone_weights`, the path of a torchvision-layout ResNet state dict
+    (e.g. from `edgevla pretrain`). Returns what was loaded, or None."""
+    path = getattr(policy_cfg, "pretrained_backbone_weights", None)
+    if not path:
+        return None
+    from pathlib import Path
+
+    from edgevla.policies.act.resnet import load_torchvision_weights
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"pretrained_backbone_weights={path!r} is not a file; edgevla never downloads "
+            "weights: give the path of a torchvision-layout ResNet state dict, e.g. "
+            "runs/backbone/backbone.safetensors from `edgevla pretrain`"
+        )
+    load_torchvision_weights(policy.model.backbone, path)
+    return str(path)
+
+
 def make_optimizer(policy: torch.nn.Module, policy_cfg, cfg: TrainConfig):
     """(optimizer, lr scheduler) as the policy's reference recipe prescribes.
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from edgevla.policies.act.resnet import FrozenBatchNorm2d, ResNet, load_torchvision_weights
+from edgevla.policies.act.resnet import (
+    FrozenBatchNorm2d,
+    ResNet,
+    load_torchvision_weights,
+    with_trainable_batch_norm,
+)
 
 
 def test_frozen_batchnorm_matches_eval_batchnorm():
@@ -53,3 +58,35 @@ def test_load_torchvision_weights(tmp_path):
     torch.testing.assert_close(trunk.layer2[0].conv1.weight, state["layer2.0.conv1.weight"])
     with pytest.raises(ValueError, match="missing"):
         load_torchvision_weights(ResNet("resnet34"), tmp_path / "resnet18.pth")
+
+
+def test_trunk_trained_with_batch_norm_freezes_into_the_same_function(tmp_path):
+    """edgevla pretrain trains with ordinary batch norm; loading its state dict into ACT's
+    frozen trunk must compute what the trained trunk computes in eval mode."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    trained = with_trainable_batch_norm(ResNet("resnet10-w8"))
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in trained.modules())
+    opt = torch.optim.SGD(trained.parameters(), lr=0.1)
+    for _ in range(3):  # moves the weights, the affine terms and the running statistics
+        loss = trained(torch.rand(4, 3, 64, 80)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    trained.eval()
+    save_file(
+        {k: v.contiguous() for k, v in trained.state_dict().items()}, tmp_path / "t.safetensors"
+    )
+    frozen = ResNet("resnet10-w8")
+    load_torchvision_weights(frozen, tmp_path / "t.safetensors")
+    x = torch.rand(2, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), trained(x), rtol=1e-5, atol=1e-5)
+    assert frozen.bn1.running_mean.abs().sum() > 0  # the statistics came along
+
+
+def test_weights_of_another_width_are_refused(tmp_path):
+    torch.save(ResNet("resnet10-w16").state_dict(), tmp_path / "w16.pth")
+    with pytest.raises(ValueError, match="another backbone"):
+        load_torchvision_weights(ResNet("resnet10-w8"), tmp_path / "w16.pth")

@@ -7,8 +7,9 @@ reads it, `to_json` writes the same layout back, so a folder crosses over in bot
 Deviations from LeRobot, on purpose:
 - `pretrained_backbone_weights` defaults to None (LeRobot: "ResNet18_Weights.IMAGENET1K_V1").
   We never download weights; a LeRobot config naming ImageNet weights still loads (the weights
-  then come from model.safetensors). To start from ImageNet weights, load a torchvision
-  state-dict file with `edgevla.policies.act.resnet.load_torchvision_weights`.
+  then come from model.safetensors). `edgevla train` reads a value that is a file path as a
+  torchvision-layout state dict for the trunk (ImageNet weights saved elsewhere, or
+  `edgevla pretrain`'s backbone.safetensors) and loads it before the first step.
 - The default features are edgevla's data contract (6-D state and action, cameras top, gripper
   and left at features.DEFAULT_IMAGE_HW); LeRobot fills them from the dataset instead.
 - LeRobot's base-policy keys we do not use (device, use_amp, push_to_hub, repo_id, ...) are kept

@@ -154,9 +154,35 @@ def load_torchvision_weights(backbone: ResNet, path: str | Path) -> None:
     if backbone.fc is None:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes: a different width or depth
+        raise ValueError(
+            f"{path} does not fit this ResNet ({e}); was it saved for another backbone "
+            "(e.g. resnet18 weights for resnet18-w32)?"
+        ) from e
     if missing or unexpected:
         raise ValueError(
             f"{path} does not match this ResNet: missing {missing}, unexpected {unexpected}; "
             "is it a torchvision resnet18/resnet34 state dict of the same depth?"
         )
+
+
+def with_trainable_batch_norm(backbone: ResNet) -> ResNet:
+    """Swap every FrozenBatchNorm2d for a training nn.BatchNorm2d holding the same values, in place.
+
+    For pre-training the trunk from scratch (edgevla pretrain): with ordinary batch norm a
+    ResNet learns quickly from large batches; its state dict then has torchvision's layout, and
+    its running statistics become ACT's frozen ones when loaded with load_torchvision_weights.
+    """
+    for module in list(backbone.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, FrozenBatchNorm2d):
+                bn = nn.BatchNorm2d(child.weight.shape[0], eps=child.eps)
+                with torch.no_grad():
+                    bn.weight.copy_(child.weight)
+                    bn.bias.copy_(child.bias)
+                    bn.running_mean.copy_(child.running_mean)
+                    bn.running_var.copy_(child.running_var)
+                setattr(module, child_name, bn)
+    return backbone
