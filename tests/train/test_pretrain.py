@@ -86,3 +86,45 @@ def test_pretrain_learns_and_its_trunk_starts_an_act_run(tiny_recording, tmp_pat
                           overrides=("pretrained_backbone_weights=ResNet18_Weights.IMAGENET1K_V1",)),
               quiet=True)  # fmt: skip
     assert not (tmp_path / "x").exists()
+
+
+def test_smolvla_vision_pretrains_and_starts_a_smolvla_run(tiny_recording, tmp_path):
+    from edgevla.train.pretrain import VISION_FILE
+
+    _, ds = tiny_recording
+    torch.set_num_threads(1)
+    out = tmp_path / "pre"
+    result = pretrain(
+        PretrainConfig(
+            dataset=ds,
+            out=out,
+            policy="smolvla",
+            preset="tiny",
+            scenes=16,
+            val_scenes=4,
+            batch_size=4,
+            epochs=1,
+            max_minutes=None,
+        ),  # fmt: skip
+        quiet=True,
+    )
+    assert (
+        result["weights"] == str(out / VISION_FILE)
+        and "load_vlm_weights=true" in result["use_with"]
+    )
+    weights = load_file(out / VISION_FILE)
+    assert weights and all(k.startswith(("vision.", "connector.")) for k in weights)
+
+    base = dict(policy="smolvla", preset="tiny", dataset=(ds,), steps=1, batch_size=2, save_freq=1,
+                log_freq=1, threads=1, val_batches=1, augment=False, lr=1e-12)  # fmt: skip
+    run = tmp_path / "sv"
+    train(TrainConfig(**base, out=run, overrides=("load_vlm_weights=true", f"vlm_model_name={out / VISION_FILE}")),
+          quiet=True)  # fmt: skip
+    trained = load_file(run / "checkpoints" / "step-000001" / "model.safetensors")
+    name = "vision.embeddings.patch_embedding.weight"
+    torch.testing.assert_close(trained[name], weights[name], atol=1e-6, rtol=0)
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        train(
+            TrainConfig(**base, out=tmp_path / "x", overrides=("load_vlm_weights=true",)),
+            quiet=True,
+        )

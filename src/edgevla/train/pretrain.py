@@ -1,8 +1,9 @@
-"""`edgevla pretrain`: pre-train ACT's ResNet trunk on labelled simulation frames.
+"""`edgevla pretrain`: pre-train a policy's vision encoder on labelled simulation frames.
 
-Why: no ImageNet weights can be downloaded here, and a trunk trained from scratch inside ACT
-learns slowly: its frozen batch norm is the identity, and 8-sample batches give a weak signal
-about where the tea bag is. The simulator knows where everything is, so we render scenes like
+Why: no ImageNet (or SigLIP) weights can be downloaded here, and a vision encoder trained from
+scratch inside the policy learns slowly: ACT's trunk has frozen batch norm, which is the identity
+from scratch, SmolVLA's ViT starts from noise, and 8-sample batches give a weak signal about
+where the tea bag is. The simulator knows where everything is, so we render scenes like
 the dataset's and teach the trunk to see them first:
 
     scene   = one of the dataset's own arm poses (train split), the bag on the table anywhere in
@@ -10,13 +11,19 @@ the dataset's and teach the trunk to see them first:
               mug (15%), any yaw; posed with MuJoCo, not simulated (about 3 ms for 3 cameras)
     labels  = LABEL_NAMES: bag position and yaw (as sin/cos of 2*yaw: the bag is symmetric under
               a half turn), tool position, bag relative to the tool, joint angles
-    model   = trunk (ordinary nn.BatchNorm2d while pre-training) on every camera, 1x1 conv to
-              32 channels, flatten the (K, 32, h, w) maps, MLP -> standardised labels (MSE)
+    model   = the policy's vision encoder on every camera, each feature location reduced to 32
+              values, flattened over cameras, MLP -> standardised labels (MSE)
 
-The images are normalised with the dataset's own statistics and augmented as ACT's training
-augments them, so the features are the ones ACT will see. The result, backbone.safetensors,
-has torchvision's state-dict layout: the batch statistics become ACT's frozen ones when
-`edgevla train --overrides pretrained_backbone_weights=RUN/backbone.safetensors` loads it.
+The policy's config is built exactly as `edgevla train` builds it (same --policy, --preset,
+--overrides), and the images are normalised and augmented as its training does, so the
+features are the ones the policy will see. What comes out:
+    ACT      backbone.safetensors: the ResNet trunk trained with ordinary nn.BatchNorm2d, in
+             torchvision's layout; its batch statistics become ACT's frozen ones when
+             `edgevla train --overrides pretrained_backbone_weights=RUN/backbone.safetensors`
+             loads it.
+    SmolVLA  vision.safetensors: the ViT and pixel-shuffle connector under the policy's own
+             parameter names (vision.*, connector.*); `edgevla train --policy smolvla
+             --overrides load_vlm_weights=true vlm_model_name=RUN/vision.safetensors`.
 Rendering counts in the time budget (--max-minutes), so a pre-training of 10 minutes plus ACT
 with --max-minutes 50 is a 60-minute training.
 """
@@ -28,7 +35,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -38,8 +45,7 @@ from torch import Tensor, nn
 from edgevla.console import console, emit_json, progress, table
 from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.features import MOTOR_NAMES, image_key
-from edgevla.policies.act.resnet import ResNet, parse_backbone, with_trainable_batch_norm
-from edgevla.policies.common.normalize import NormalizationMode, Normalizer, load_stats
+from edgevla.policies.common.normalize import Normalizer, load_stats
 from edgevla.sim.kinematics import forward_tcp
 from edgevla.sim.scene import BAG_HALF_SIZE, MUG_HEIGHT, MUG_INNER_RADIUS, MUG_POS, SceneConfig
 
@@ -48,7 +54,8 @@ LABEL_NAMES = (
     "tcp_x", "tcp_y", "tcp_z", "bag_rel_x", "bag_rel_y", "bag_rel_z",
     *(f"{m}_rad" for m in MOTOR_NAMES),
 )  # fmt: skip
-BACKBONE_FILE = "backbone.safetensors"
+BACKBONE_FILE = "backbone.safetensors"  # ACT: torchvision layout
+VISION_FILE = "vision.safetensors"  # SmolVLA: the policy's own parameter names
 INFO_FILE = "pretrain_info.json"
 LOG_FILE = "log.jsonl"
 BAG_KINDS = ("table", "held", "mug")
@@ -62,8 +69,11 @@ class PretrainConfig:
     dataset: Path = Path("datasets/teabag")
     """arm poses, cameras, image size, rate, held-out cluster and image statistics come from it"""
     out: Path = Path("runs/backbone")
-    vision_backbone: str = "resnet18-w32"
-    """the ACT config's vision_backbone the weights are for"""
+    policy: Literal["act", "smolvla"] = "act"
+    preset: Literal["edge", "default", "tiny"] = "edge"
+    """the policy and preset (as `edgevla train`) whose vision encoder is pre-trained"""
+    overrides: tuple[str, ...] = ()
+    """policy config overrides, KEY=VALUE, as `edgevla train --overrides`"""
     scenes: int = 20_000
     val_scenes: int = 500
     batch_size: int = 32
@@ -81,7 +91,6 @@ class PretrainConfig:
     """torch intra-op threads (default: all cores)"""
 
     def __post_init__(self) -> None:
-        parse_backbone(self.vision_backbone)
         if self.scenes < 2 * self.batch_size or self.val_scenes < 1 or self.batch_size < 2:
             raise ValueError(
                 f"need scenes >= 2 * batch_size and val_scenes >= 1, batch_size >= 2; got "
@@ -186,24 +195,74 @@ def render_scenes(
     return images, labels
 
 
-class TrunkProbe(nn.Module):
-    """The trunk under training plus a small head reading all cameras' feature maps."""
+class _VisionTokens(nn.Module):
+    """SmolVLA's stage 1 for one image batch, under the policy's attribute names."""
 
-    def __init__(self, backbone: str, n_cameras: int, image_hw: tuple[int, int], n_labels: int):
+    def __init__(self, vision: nn.Module, connector: nn.Module):
         super().__init__()
-        self.backbone = with_trainable_batch_norm(ResNet(backbone))
-        with torch.no_grad():
-            h, w = self.backbone.eval()(torch.zeros(1, 3, *image_hw)).shape[-2:]
-        self.reduce = nn.Conv2d(self.backbone.out_channels, 32, kernel_size=1)
-        self.head = nn.Sequential(
-            nn.Linear(n_cameras * 32 * h * w, 256), nn.ReLU(), nn.Linear(256, n_labels)
+        self.vision = vision
+        self.connector = connector
+
+    def forward(self, images: Tensor) -> Tensor:  # (N, 3, H, W) in [0, 1] -> (N, T, D)
+        return self.connector(self.vision(images))
+
+
+@dataclass
+class VisionPart:
+    """The encoder being pre-trained, how its features are reduced per location, and where its
+    weights go: encoder (N, 3, H, W) -> features (N, C, h, w) or (N, T, D)."""
+
+    encoder: nn.Module
+    reduce: nn.Module
+    file_name: str
+    use_with: str
+
+
+def vision_part(policy: str, policy_cfg) -> VisionPart:
+    if policy == "act":
+        from edgevla.policies.act.resnet import ResNet, with_trainable_batch_norm
+
+        trunk = with_trainable_batch_norm(ResNet(policy_cfg.vision_backbone))
+        return VisionPart(
+            trunk,
+            nn.Conv2d(trunk.out_channels, 32, kernel_size=1),
+            BACKBONE_FILE,
+            "--overrides pretrained_backbone_weights={path}",
         )
+    from edgevla.policies.smolvla.model import SmolVLAPolicy
+
+    full = SmolVLAPolicy(policy_cfg)
+    tokens = _VisionTokens(full.vision, full.connector)
+    return VisionPart(
+        tokens,
+        nn.Linear(policy_cfg.text_hidden_size, 32),
+        VISION_FILE,
+        "--overrides load_vlm_weights=true vlm_model_name={path}",
+    )
+
+
+class TrunkProbe(nn.Module):
+    """The vision encoder under training plus a small head reading all cameras' features."""
+
+    def __init__(self, part: VisionPart, n_cameras: int, image_hw: tuple[int, int], n_labels: int):
+        super().__init__()
+        self.encoder = part.encoder
+        self.reduce = part.reduce
+        with torch.no_grad():
+            n_features = self._features(torch.zeros(2, 3, *image_hw)).shape[1]
+        self.train()
+        self.head = nn.Sequential(
+            nn.Linear(n_cameras * n_features, 256), nn.ReLU(), nn.Linear(256, n_labels)
+        )
+
+    def _features(self, images: Tensor) -> Tensor:  # (N, 3, H, W) -> (N, F)
+        # A (N, C, h, w) map goes through a 1x1 conv, (N, T, D) tokens through a linear layer.
+        return self.reduce(self.encoder(images)).flatten(1)
 
     def forward(self, images: Tensor) -> Tensor:
         """images (B, K, 3, H, W), normalised -> standardised labels (B, L)."""
         b, k = images.shape[:2]
-        feats = self.reduce(self.backbone(images.flatten(0, 1)))  # (B*K, 32, h, w)
-        return self.head(feats.unflatten(0, (b, k)).flatten(1))
+        return self.head(self._features(images.flatten(0, 1)).unflatten(0, (b, k)).flatten(1))
 
 
 def _batch_images(
@@ -241,10 +300,18 @@ def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    from edgevla.train.config import TrainConfig
+    from edgevla.train.recipes import policy_config
+
     source = SceneSource.from_dataset(cfg.dataset)
     cams = tuple(source.scene.cameras)
+    train_cfg = TrainConfig(
+        policy=cfg.policy, preset=cfg.preset, dataset=(cfg.dataset,), overrides=cfg.overrides
+    )
+    policy_cfg = policy_config(train_cfg, LeRobotDatasetReader(cfg.dataset))
     stats = load_stats(Path(cfg.dataset) / "meta" / "stats.json")
-    normalizer = Normalizer(stats, {image_key(c): NormalizationMode.MEAN_STD for c in cams})
+    modes = policy_cfg.normalization_modes()
+    normalizer = Normalizer(stats, {image_key(c): modes[image_key(c)] for c in cams})
     images, labels = render_scenes(source, cfg.scenes + cfg.val_scenes, cfg.seed, quiet)
     render_s = time.perf_counter() - t0
     n = cfg.scenes
@@ -254,7 +321,8 @@ def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     hw = (source.scene.image_height, source.scene.image_width)
-    model = TrunkProbe(cfg.vision_backbone, len(cams), hw, len(LABEL_NAMES))
+    part = vision_part(cfg.policy, policy_cfg)
+    model = TrunkProbe(part, len(cams), hw, len(LABEL_NAMES))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = n // cfg.batch_size
     planned = cfg.epochs * steps_per_epoch
@@ -328,13 +396,15 @@ def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
 
     from safetensors.torch import save_file
 
-    weights = {k: v.contiguous() for k, v in model.backbone.state_dict().items()}
-    save_file(weights, str(out / BACKBONE_FILE))
+    weights_path = out / part.file_name
+    weights = {k: v.contiguous() for k, v in model.encoder.state_dict().items()}
+    save_file(weights, str(weights_path))
     wall = time.perf_counter() - t0
     result = {
         "out": str(out),
-        "backbone_weights": str(out / BACKBONE_FILE),
-        "vision_backbone": cfg.vision_backbone,
+        "weights": str(weights_path),
+        "policy": cfg.policy,
+        "preset": cfg.preset,
         "dataset": str(cfg.dataset),
         "scenes": cfg.scenes,
         "val_scenes": cfg.val_scenes,
@@ -344,8 +414,8 @@ def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
         "wall_s": round(wall, 1),
         "final_val_loss": log[-1]["val_loss"],
         **{k: round(v, 3) for k, v in errors.items()},
-        "use_with": "edgevla train --policy act --preset edge --overrides "
-        f"pretrained_backbone_weights={out / BACKBONE_FILE}",
+        "use_with": f"edgevla train --policy {cfg.policy} --preset {cfg.preset} "
+        + part.use_with.format(path=weights_path),
     }
     info = {
         **result,
@@ -399,7 +469,7 @@ def plot_pretraining(
 
 @dataclass
 class PretrainArgs:
-    """Pre-train ACT's ResNet trunk on labelled simulation frames (no ImageNet weights here)."""
+    """Pre-train a policy's vision encoder on labelled simulation frames (nothing downloads here)."""
 
     config: Annotated[PretrainConfig, tyro.conf.OmitArgPrefixes]
     json: bool = False

@@ -78,23 +78,41 @@ def policy_config(cfg: TrainConfig, reader: LeRobotDatasetReader):
 
 def load_pretrained_parts(policy: torch.nn.Module, policy_cfg) -> str | None:
     """Before the first step of a fresh run: load the weights the config names for part of the
-    model. ACT: `pretrained_backbone_weights`, the path of a torchvision-layout ResNet state dict
-    (e.g. from `edgevla pretrain`). Returns what was loaded, or None."""
-    path = getattr(policy_cfg, "pretrained_backbone_weights", None)
-    if not path:
-        return None
+    model (LeRobot's fields; nothing is downloaded, so they must be local files). Returns the
+    file loaded, or None.
+
+    ACT: `pretrained_backbone_weights`, a torchvision-layout ResNet state dict (ImageNet weights
+    saved elsewhere, or `edgevla pretrain`'s backbone.safetensors).
+    SmolVLA: `load_vlm_weights` with `vlm_model_name` a safetensors file under our parameter
+    names (`edgevla pretrain --policy smolvla`'s vision.safetensors); every tensor in it must fit.
+    """
     from pathlib import Path
 
+    if getattr(policy_cfg, "load_vlm_weights", False):
+        path = Path(policy_cfg.vlm_model_name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"load_vlm_weights is set but vlm_model_name={str(path)!r} is not a file; edgevla "
+                "never downloads weights: give a local safetensors file with our parameter names, "
+                "e.g. runs/vision/vision.safetensors from `edgevla pretrain --policy smolvla`"
+            )
+        report = policy.load_weights(path)
+        if report.shape_mismatch or report.unexpected or not report.loaded:
+            raise ValueError(f"{path} does not fit this SmolVLA config: {report.summary()}")
+        return str(path)
+    name = getattr(policy_cfg, "pretrained_backbone_weights", None)
+    if not name:
+        return None
     from edgevla.policies.act.resnet import load_torchvision_weights
 
-    if not Path(path).is_file():
+    if not Path(name).is_file():
         raise FileNotFoundError(
-            f"pretrained_backbone_weights={path!r} is not a file; edgevla never downloads "
+            f"pretrained_backbone_weights={name!r} is not a file; edgevla never downloads "
             "weights: give the path of a torchvision-layout ResNet state dict, e.g. "
             "runs/backbone/backbone.safetensors from `edgevla pretrain`"
         )
-    load_torchvision_weights(policy.model.backbone, path)
-    return str(path)
+    load_torchvision_weights(policy.model.backbone, name)
+    return str(name)
 
 
 def make_optimizer(policy: torch.nn.Module, policy_cfg, cfg: TrainConfig):

@@ -64,6 +64,13 @@ class SmolVLAConfig:
     # Decoding.
     num_steps: int = 10
 
+    # Starting weights (LeRobot's names). LeRobot downloads the VLM named by vlm_model_name when
+    # load_vlm_weights is true; edgevla never downloads: there it must be a local safetensors
+    # file whose tensors carry our parameter names (e.g. `edgevla pretrain --policy smolvla`'s
+    # vision.safetensors), loaded by `edgevla train` before the first step.
+    vlm_model_name: str = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+    load_vlm_weights: bool = False
+
     # Fine-tuning settings.
     freeze_vision_encoder: bool = True
     train_expert_only: bool = True
