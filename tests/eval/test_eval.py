@@ -141,6 +141,9 @@ def test_select_ranks_late_checkpoints_and_links_the_best(tiny_recording, tmp_pa
     args = dict(run=run, plan=plan_path, latency="0.05", workers=1, episode_time_s=1.0, json=True)
     result = run_select(SelectArgs(**args, from_step=3))
     assert [r["step"] for r in result["ranked"]] == [4]  # step 2 skipped
+    plan = Plan.load(plan_path)
+    outcomes = result["ranked"][0]["outcomes"]  # how each episode ended, summed per kind
+    assert sum(outcomes.values()) == len(plan.test) + len(plan.val) and "success" not in outcomes
     assert (run / "best").resolve() == (run / "checkpoints" / "step-000004").resolve()
     assert json.loads((run / "selection.json").read_text())["chosen"]["step"] == 4
     assert (run / "selection.png").read_bytes()[:4] == b"\x89PNG"

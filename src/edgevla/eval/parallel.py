@@ -76,20 +76,45 @@ def _check_compatible(runner, env, control: ControlConfig | None = None) -> None
         )
 
 
+class _Observed:
+    """The env as the control loop sees it, with an OutcomeTracker watching every step."""
+
+    def __init__(self, env) -> None:
+        from edgevla.sim.outcome import OutcomeTracker
+
+        self.env = env
+        self.tracker = OutcomeTracker()
+
+    def reset(self, *, seed=None, options=None):
+        self.tracker.reset()
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.tracker.update(self.env)
+        return out
+
+
 def _run_one(episode: EvalEpisode, control: ControlConfig) -> dict[str, Any]:
     from edgevla.control.loop import run_episode
 
     env, runner = _worker["env"], _worker["runner"]
     _check_compatible(runner, env, control)
     cfg = replace(control, latency_seed=episode.seed)
+    observed = _Observed(env)
     result = run_episode(
-        env,
+        observed,
         runner,
         cfg,
         seed=episode.seed,
         reset_options={"start_state": episode.planned.start_state()},
     )
     out = result.to_dict(traces=True)
+    out.update(observed.tracker.outcome())
+    if out["success"]:  # the loop's verdict (a success held to the end) is the reference
+        out["outcome"] = "success"
+    elif out["outcome"] == "success":  # succeeded too late to hold it: still in the mug
+        out["outcome"] = "in_mug_not_released"
     out.update(
         {"set": episode.set, "position": episode.planned.index, "cluster": episode.planned.cluster,
          "repeat": episode.repeat, "seed": episode.seed, "key": episode.key}

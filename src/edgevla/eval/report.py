@@ -34,9 +34,23 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             "boundary_accel_mean": float(np.mean([r["boundary_accel_max"] for r in results])),
             "inferences": int(sum(r["inference_count"] for r in results)),
             "errors": [r["error"] for r in results if r.get("error")],
+            "outcomes": outcome_counts(results),
         }
     )
     return out
+
+
+def outcome_counts(results: list[dict[str, Any]]) -> dict[str, int]:
+    """How the episodes ended (edgevla.sim.outcome.OUTCOMES), in that order, zeros left out."""
+    from edgevla.sim.outcome import OUTCOMES
+
+    counts = {k: sum(r.get("outcome") == k for r in results) for k in OUTCOMES}
+    return {k: v for k, v in counts.items() if v}
+
+
+def fmt_outcomes(counts: dict[str, int]) -> str:
+    """ "never_lifted 5, dropped 2" (failures only)."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items() if k != "success") or "none"
 
 
 def per_cluster(results: list[dict[str, Any]]) -> dict[int, float]:

@@ -20,7 +20,7 @@ from edgevla.control.metrics import EpisodeResult, plot_queue_size
 from edgevla.dataset.plan import Plan
 from edgevla.eval.parallel import EnvSpec, RunnerSpec, run_parallel
 from edgevla.eval.protocol import eval_episodes
-from edgevla.eval.report import fmt_rate, fmt_s, plot_cluster_map, summarise
+from edgevla.eval.report import fmt_outcomes, fmt_rate, fmt_s, plot_cluster_map, summarise
 from edgevla.features import DEFAULT_FPS
 from edgevla.sim.scene import CameraOffset, SceneConfig
 
@@ -215,5 +215,7 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
         cols = ["Policy", "Format", "Mode", "Latency", f"Acc. Test ({any_mode['n_test']})",
                 f"Acc. Val ({any_mode['n_val']})", f"Global ({any_mode['n_global']})", "Idle", "Completion"]  # fmt: skip
         console.print(table("edgevla eval", cols, [tuple(r.values()) for r in result["table"]]))
+        for mode, summary in result["modes"].items():
+            console.print(f"{mode} failures: {fmt_outcomes(summary['outcomes'])}")
         console.print(f"results: {result['results_file']}")
     return result

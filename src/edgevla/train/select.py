@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevla.console import console, emit_json, table
+from edgevla.eval.report import fmt_outcomes
 from edgevla.eval.run import EvalArgs, evaluate, policy_rate
 from edgevla.train.loop import list_checkpoints, read_log
 
@@ -105,10 +106,12 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
         )  # fmt: skip
         s = res["modes"]["async"]
         rows.append({"checkpoint": str(ckpt), "step": step, "test": s["success_test"], "val": s["success_val"],
-                     "global": s["success_global"], "val_loss": val_loss.get(step)})  # fmt: skip
+                     "global": s["success_global"], "val_loss": val_loss.get(step),
+                     "outcomes": s["outcomes"]})  # fmt: skip
         if not args.json:
             console.print(
-                f"{ckpt.name}: global {s['success_global']:.2f} (test {s['success_test']:.2f}, val {s['success_val']:.2f})"
+                f"{ckpt.name}: global {s['success_global']:.2f} (test {s['success_test']:.2f}, "
+                f"val {s['success_val']:.2f}); failures: {fmt_outcomes(s['outcomes'])}"
             )
     best = max(rows, key=rank_key)
     lowest_loss = min(
@@ -132,9 +135,10 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
     if args.json:
         emit_json(result)
     else:
-        cols = ["checkpoint", "Test", "Val", "Global", "val loss", ""]
+        cols = ["checkpoint", "Test", "Val", "Global", "val loss", "failures", ""]
         trows = [(Path(r["checkpoint"]).name, r["test"], r["val"], r["global"],
-                  "-" if r["val_loss"] is None else f"{r['val_loss']:.4f}", "chosen" if r is best else "")
+                  "-" if r["val_loss"] is None else f"{r['val_loss']:.4f}", fmt_outcomes(r["outcomes"]),
+                  "chosen" if r is best else "")
                  for r in sorted(rows, key=lambda r: r["step"])]  # fmt: skip
         console.print(table("edgevla select (closed-loop success, not loss)", cols, trows))
     return result
