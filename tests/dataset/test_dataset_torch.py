@@ -99,3 +99,33 @@ def test_split_needs_a_split_column() -> None:
     with pytest.raises(ValueError, match="split=None"):
         ActionChunkDataset(GOLDEN_ROOT, split="train")
     assert len(ActionChunkDataset(GOLDEN_ROOT, split=None, cameras=["top"])) == 40
+
+
+def test_frame_cache_serves_a_later_run_without_decoding(root: Path, tmp_path: Path) -> None:
+    from edgevla.dataset.frame_cache import FrameCache, dataset_key
+
+    plain = ActionChunkDataset(root, chunk_size=C, split=None)
+    first_cache = FrameCache(tmp_path / "frames")
+    first = ActionChunkDataset(root, chunk_size=C, split=None, frame_cache=first_cache)
+    first.warm_up()
+    assert first_cache.decoded == 3 * len(LENGTHS) and first_cache.hits == 0
+
+    # A later run (new objects) reads every episode back and gets the same samples.
+    later_cache = FrameCache(tmp_path / "frames")
+    later = ActionChunkDataset(root, chunk_size=C, split=None, frame_cache=later_cache)
+    for i in (0, 11, 12, len(later) - 1):
+        for k in later.image_keys:
+            assert torch.equal(later[i][k], plain[i][k])
+    later.warm_up()
+    assert later_cache.decoded == 0 and later_cache.hits == 3 * len(LENGTHS)
+
+    # A partial file (a run killed while writing elsewhere) is decoded again and rewritten.
+    entry = next(
+        (tmp_path / "frames" / dataset_key(LeRobotDatasetReader(root))).glob("episode_000001_*.npy")
+    )
+    entry.write_bytes(entry.read_bytes()[:100])
+    again = FrameCache(tmp_path / "frames")
+    ds = ActionChunkDataset(root, chunk_size=C, split=None, frame_cache=again)
+    ds.warm_up()
+    assert again.decoded == 1 and again.hits == 3 * len(LENGTHS) - 1
+    assert torch.equal(ds[12][ds.image_keys[0]], plain[12][ds.image_keys[0]])

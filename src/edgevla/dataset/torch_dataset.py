@@ -14,7 +14,9 @@ Video is decoded once per episode into an in-memory uint8 cache in (T, 3, H, W) 
 sample costs one slice and one uint8 -> float conversion per camera. Memory: 3 * H * W bytes
 per frame and camera (110 KB for three 96x128 cameras, ~3.3 GB per 30,000 frames); see
 `cache_nbytes_estimate`. With DataLoader workers each worker fills its own cache; call
-`warm_up()` before creating the DataLoader so forked workers share the decoded frames.
+`warm_up()` before creating the DataLoader so forked workers share the decoded frames. With
+`frame_cache` (a directory, see frame_cache.py) decoded episodes are also kept on disk, so the
+next run skips decoding.
 
 Values are returned raw (not normalised), like LeRobot's datasets; `stats` holds the
 meta/stats.json statistics (aggregated over datasets) for the policy's Normalizer.
@@ -31,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgevla.dataset import stats as dstats
+from edgevla.dataset.frame_cache import FrameCache
 from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.features import ACTION_KEY, STATE_KEY, image_key
 from edgevla.policies.common.normalize import Stats, load_stats, stats_from_json
@@ -52,6 +55,7 @@ class ActionChunkDataset(Dataset):
         split: str | None = "train",
         split_column: str = "split",
         cameras: Sequence[str] | None = None,
+        frame_cache: str | Path | FrameCache | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -63,6 +67,9 @@ class ActionChunkDataset(Dataset):
         if not self.readers:
             raise ValueError("no datasets given")
         self.chunk_size = chunk_size
+        if frame_cache is not None and not isinstance(frame_cache, FrameCache):
+            frame_cache = FrameCache(frame_cache)
+        self.frame_cache = frame_cache
         first = self.readers[0]
         self.fps = first.fps
         self.cameras = list(cameras) if cameras is not None else first.cameras
@@ -139,10 +146,17 @@ class ActionChunkDataset(Dataset):
         cached = self._cache.get(i)
         if cached is None:
             d, e = self.episodes[i]
-            cached = {
-                k: torch.from_numpy(self.readers[d].video(e, k)).permute(0, 3, 1, 2).contiguous()
-                for k in self.image_keys
-            }  # each (T, 3, H, W) uint8
+            reader = self.readers[d]
+            if self.frame_cache is not None:
+                cached = {
+                    k: torch.from_numpy(self.frame_cache.frames(reader, e, k))
+                    for k in self.image_keys
+                }
+            else:
+                cached = {
+                    k: torch.from_numpy(reader.video(e, k)).permute(0, 3, 1, 2).contiguous()
+                    for k in self.image_keys
+                }  # each (T, 3, H, W) uint8
             self._cache[i] = cached
         return cached
 

@@ -33,6 +33,7 @@ import torch
 import tyro
 
 from edgevla.console import console, emit_json, progress, table
+from edgevla.dataset.frame_cache import FrameCache
 from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.dataset.torch_dataset import ActionChunkDataset
 from edgevla.features import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY
@@ -277,10 +278,15 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             "mean different speeds; train on datasets of one rate (re-record with --fps)"
         )
     pcfg = policy_config(cfg, readers[0])
-    train_ds = ActionChunkDataset(readers, chunk_size=pcfg.chunk_size, split="train")
+    cache = FrameCache(cfg.frame_cache) if cfg.frame_cache is not None else None
+    train_ds = ActionChunkDataset(
+        readers, chunk_size=pcfg.chunk_size, split="train", frame_cache=cache
+    )
     has_val = any(ep.get("split") == "val" for r in readers for ep in r.episodes)
     val_ds = (
-        ActionChunkDataset(readers, chunk_size=pcfg.chunk_size, split="val") if has_val else None
+        ActionChunkDataset(readers, chunk_size=pcfg.chunk_size, split="val", frame_cache=cache)
+        if has_val
+        else None
     )
     _check_features(pcfg, train_ds)
     stats = train_ds.stats
