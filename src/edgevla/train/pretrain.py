@@ -122,9 +122,13 @@ class SceneSource:
         if not train:
             raise ValueError(f"{root} has no train-split episodes to take arm poses from")
         poses = np.concatenate([reader.frames(e["episode_index"]).state for e in train])
-        held_out = [e["start_pose"][:2] for e in episodes if e.get("split") == "val"]
-        if held_out and any("start_pose" not in e for e in episodes):
-            raise ValueError(f"{root}: episodes lack start_pose; record it with edgevla record")
+        val = [e for e in episodes if e.get("split") == "val"]
+        if any(e.get("start_pose") is None for e in val):
+            raise ValueError(
+                f"{root}: held-out episodes lack start_pose, so the held-out cluster cannot be "
+                "kept out of the pre-training scenes; record the dataset with edgevla record"
+            )
+        held_out = [e["start_pose"][:2] for e in val]
         calibration = reader.calibration or {}
         radius = float(calibration.get("plan_config", {}).get("cluster_size_m", 0.1))
         h, w = reader.image_hw
