@@ -135,16 +135,43 @@ def test_saved_calibration_compares_equal_after_a_json_roundtrip(tmp_path):
 
     from edgevla.dataset.plan import Plan, make_plan
     from edgevla.dataset.record import _as_recorded_today, _calibration, _diff
+    from edgevla.sim.expert import ActionNoise
     from edgevla.sim.scene import SceneConfig
 
-    plan = make_plan()
-    saved = _json.loads(_json.dumps(_calibration(SceneConfig(), plan)))
-    assert _diff(_as_recorded_today(saved), _calibration(SceneConfig(), plan)) == []
+    plan, quiet, noisy = make_plan(), ActionNoise(), ActionNoise(std_rad=0.04)
+    saved = _json.loads(_json.dumps(_calibration(SceneConfig(), plan, noisy)))
+    assert _diff(_as_recorded_today(saved), _calibration(SceneConfig(), plan, noisy)) == []
+    assert _diff(_as_recorded_today(saved), _calibration(SceneConfig(), plan, quiet)) == [
+        "expert_noise.std_rad: recorded 0.04, now 0.0"
+    ]
     path = tmp_path / "old_plan.json"
     plan.save(path)
     raw = _json.loads(path.read_text())
     del raw["config"]["recovery_starts"]
     path.write_text(_json.dumps(raw))
-    old_saved = _calibration(SceneConfig(), plan)
+    old_saved = _calibration(SceneConfig(), plan, quiet)
     del old_saved["plan_config"]["recovery_starts"]
-    assert _diff(_as_recorded_today(old_saved), _calibration(SceneConfig(), Plan.load(path))) == []
+    del old_saved["expert_noise"]  # recorded before the expert could be disturbed
+    now = _calibration(SceneConfig(), Plan.load(path), quiet)
+    assert _diff(_as_recorded_today(old_saved), now) == []
+
+
+def test_noisy_recording_keeps_clean_labels_and_leaves_the_path():
+    """With action noise the arm is pushed off the expert's path (states differ from a clean
+    rollout of the same start) but the recorded actions stay the expert's own smooth targets,
+    and the expert still succeeds."""
+    from edgevla.dataset.record import record_episode
+    from edgevla.sim.expert import ActionNoise
+
+    planned = make_plan(SMALL).episodes[0]
+    env = TeaBagMugEnv()
+    clean, ok_clean = record_episode(env, planned, 5)
+    noisy, ok_noisy = record_episode(env, planned, 5, ActionNoise(std_rad=0.04))
+    assert ok_clean and ok_noisy
+    n = min(len(clean[STATE_KEY]), len(noisy[STATE_KEY]))
+    drift = np.abs(noisy[STATE_KEY][:n, :5] - clean[STATE_KEY][:n, :5]).max(axis=1)
+    assert np.median(drift) > 0.01  # the noise moved the arm (std 0.04 rad per joint)
+    speed = np.abs(np.diff(noisy[ACTION_KEY][:, :5], axis=0)).max() * env.scene.fps
+    assert speed <= 3.0 + 1e-3  # labels are the expert's rate-limited targets, not noisy ones
+    first = noisy[ACTION_KEY][: n // 3]
+    np.testing.assert_allclose(first, clean[ACTION_KEY][: n // 3], atol=1e-6)  # plan is open loop

@@ -29,7 +29,8 @@ from edgevla.dataset.plan import Plan, PlannedEpisode
 from edgevla.dataset.video import VideoSettings
 from edgevla.features import ACTION_KEY, STATE_KEY, image_key
 from edgevla.sim.env import TeaBagMugEnv
-from edgevla.sim.expert import ScriptedExpert, rollout_expert
+from edgevla.sim.expert import ActionNoise, ScriptedExpert, rollout_expert
+from edgevla.sim.kinematics import UnreachableError
 from edgevla.sim.scene import SceneConfig
 
 EPISODE_COLUMNS = {
@@ -67,6 +68,9 @@ class RecordArgs:
     """attempts per planned episode before giving up on it"""
     limit: int | None = None
     """record only the first N planned episodes (quick checks)"""
+    action_noise_rad: float = 0.0
+    """DART-style: execute the expert's targets plus a smooth random offset of this std per arm
+    joint, record the clean targets (states off the path, labelled with the way back); 0 = off"""
     json: bool = False
 
 
@@ -75,20 +79,28 @@ def scene_calibration(scene: SceneConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(scene)))
 
 
-def _calibration(scene: SceneConfig, plan: Plan) -> dict[str, Any]:
-    """The scene and plan settings saved with a dataset, as JSON would give them back (lists,
-    not tuples), so a resume compares like with like."""
+def _calibration(scene: SceneConfig, plan: Plan, noise: ActionNoise) -> dict[str, Any]:
+    """The scene, plan and expert-noise settings saved with a dataset, as JSON would give them
+    back (lists, not tuples), so a resume compares like with like."""
     return json.loads(
-        json.dumps({"scene": scene_calibration(scene), "plan_config": plan.to_dict()["config"]})
+        json.dumps(
+            {
+                "scene": scene_calibration(scene),
+                "plan_config": plan.to_dict()["config"],
+                "expert_noise": dataclasses.asdict(noise),
+            }
+        )
     )
 
 
 def _as_recorded_today(calibration: dict[str, Any]) -> dict[str, Any]:
     """A dataset's saved calibration with fields added since it was recorded filled in with
-    what they meant then (plans before `recovery_starts` had mug recovery starts only)."""
+    what they meant then (plans before `recovery_starts` had mug recovery starts only; before
+    `expert_noise` the expert was recorded without noise)."""
     plan_config = dict(calibration.get("plan_config") or {})
     plan_config.setdefault("recovery_starts", ["mug"])
-    return {**calibration, "plan_config": plan_config}
+    noise = calibration.get("expert_noise") or dataclasses.asdict(ActionNoise())
+    return {**calibration, "plan_config": plan_config, "expert_noise": noise}
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -118,20 +130,29 @@ def episode_metadata(
 
 
 def record_episode(
-    env: TeaBagMugEnv, planned: PlannedEpisode, seed: int
+    env: TeaBagMugEnv, planned: PlannedEpisode, seed: int, noise: ActionNoise | None = None
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """Roll out the expert from the planned start. Returns the frames
-    {state (T,6), action (T,6), images (T,H,W,3) per camera} and whether it succeeded."""
+    """Roll out the expert from the planned start (disturbed by `noise`, if given). Returns the
+    frames {state (T,6), action (T,6) the clean targets, images (T,H,W,3) per camera} and
+    whether it succeeded."""
     expert = ScriptedExpert(rng=np.random.default_rng(seed))
     states, actions = [], []
     images: dict[str, list[np.ndarray]] = {c: [] for c in env.scene.cameras}
     info: dict[str, Any] = {"success": False}
     options = {"start_state": planned.start_state()}
-    for obs, action, info in rollout_expert(env, seed=seed, options=options, expert=expert):
-        states.append(obs[STATE_KEY])
-        actions.append(action)
-        for c in env.scene.cameras:
-            images[c].append(obs[image_key(c)])
+    rollout = rollout_expert(env, seed=seed, options=options, expert=expert, noise=noise)
+    try:
+        for obs, action, info in rollout:
+            states.append(obs[STATE_KEY])
+            actions.append(action)
+            for c in env.scene.cameras:
+                images[c].append(obs[image_key(c)])
+    except UnreachableError:
+        # A re-grasp planned where the bag ended up out of reach (pushed by a missed grasp):
+        # a failed attempt, recorded again from the planned start with another seed.
+        info = {"success": False}
+        if not states:
+            return {}, False
     frames: dict[str, np.ndarray] = {
         STATE_KEY: np.asarray(states, dtype=np.float32),
         ACTION_KEY: np.asarray(actions, dtype=np.float32),
@@ -144,7 +165,8 @@ def record_episode(
 def run_record(args: RecordArgs) -> dict[str, Any]:
     plan = Plan.load(args.plan)
     scene = SceneConfig(image_height=args.height, image_width=args.width, fps=args.fps)
-    calibration = _calibration(scene, plan)
+    noise = ActionNoise(std_rad=args.action_noise_rad)
+    calibration = _calibration(scene, plan, noise)
     video = VideoSettings.av1() if args.codec == "av1" else VideoSettings.h264()
     if args.resume:
         writer, done = LeRobotDatasetWriter.open_for_resume(args.out)
@@ -177,7 +199,7 @@ def run_record(args: RecordArgs) -> dict[str, Any]:
             for planned in todo:
                 for attempt in range(args.max_attempts):
                     seed = planned.seed + 1_000_000 * attempt
-                    frames, ok = record_episode(env, planned, seed)
+                    frames, ok = record_episode(env, planned, seed, noise)
                     if ok:
                         break
                     stats["re_recorded"] += 1

@@ -304,22 +304,62 @@ class ScriptedExpert:
         return not self._segments
 
 
+@dataclass(frozen=True)
+class ActionNoise:
+    """A DART-style disturbance of the expert while it is recorded (Laskey et al., 2017).
+
+    Behaviour cloning only sees states on the expert's path, so a policy that drifts 2 cm off it
+    (a grasp beside the bag) has never seen how to come back. Recording with noise executes
+    clean + offset but records the clean target: the data then holds states a little off the
+    path, each labelled with the target that leads back to it. The offset is a smooth random
+    walk per arm joint (an Ornstein-Uhlenbeck process: stationary std `std_rad`, correlation
+    time `tau_s`); the gripper is left alone, so a held bag is not dropped by the noise.
+    """
+
+    std_rad: float = 0.0
+    tau_s: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.std_rad <= 0.2 and self.tau_s > 0):
+            raise ValueError(
+                f"action noise std_rad={self.std_rad} must be in [0, 0.2] rad and tau_s="
+                f"{self.tau_s} > 0"
+            )
+
+    def offsets(self, rng: np.random.Generator, fps: float):
+        """Yields the offset (6,) for each tick; the first is already a stationary sample."""
+        rho = math.exp(-1.0 / (self.tau_s * fps))
+        offset = np.zeros(6)
+        offset[:5] = rng.normal(0.0, self.std_rad, 5)
+        while True:
+            yield offset.copy()
+            offset[:5] = rho * offset[:5] + math.sqrt(1 - rho**2) * rng.normal(0.0, self.std_rad, 5)
+
+
 def rollout_expert(
     env: TeaBagMugEnv,
     seed: int | None = None,
     options: dict | None = None,
     expert: ScriptedExpert | None = None,
     extra_steps_after_plan: int = 15,
+    noise: ActionNoise | None = None,
 ):
     """Run one expert episode. Yields (observation, action, info) per tick, observation being
-    the one the action was chosen from (what a dataset records)."""
+    the one the action was chosen from (what a dataset records). With `noise`, the env executes
+    action + a smooth offset (seeded by `seed`) while the yielded action stays the clean one."""
     expert = expert or ScriptedExpert()
     obs, info = env.reset(seed=seed, options=options)
     expert.reset(env)
+    offsets = None
+    if noise is not None and noise.std_rad > 0:
+        offsets = noise.offsets(
+            np.random.default_rng([0 if seed is None else seed, 7]), env.scene.fps
+        )
     idle = 0
     while True:
         action = expert.act(env)
-        next_obs, _, terminated, truncated, info = env.step(action)
+        executed = action if offsets is None else (action + next(offsets)).astype(np.float32)
+        next_obs, _, terminated, truncated, info = env.step(executed)
         yield obs, action, info
         obs = next_obs
         if terminated or truncated:
