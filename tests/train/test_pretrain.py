@@ -41,25 +41,16 @@ def test_scenes_keep_out_of_the_held_out_cluster(tiny_recording):
     assert 230 < on_table < 330 and 30 < held < 90  # 70% / 15% of 400
 
 
+def _pretrain(ds, out, **kw):
+    torch.set_num_threads(1)
+    return pretrain(PretrainConfig(dataset=ds, out=out, max_minutes=None, **kw), quiet=True)
+
+
 def test_pretrain_learns_and_its_trunk_starts_an_act_run(tiny_recording, tmp_path):
     _, ds = tiny_recording
-    torch.set_num_threads(1)
     out = tmp_path / "pre"
-    result = pretrain(
-        PretrainConfig(
-            dataset=ds,
-            out=out,
-            scenes=48,
-            val_scenes=8,
-            batch_size=8,
-            epochs=8,
-            max_minutes=None,
-            lr=2e-3,
-            log_freq=1,
-            val_freq=24,
-        ),  # fmt: skip
-        quiet=True,
-    )
+    result = _pretrain(ds, out, scenes=48, val_scenes=8, batch_size=8, epochs=8, lr=2e-3,
+                       log_freq=1, val_freq=24)  # fmt: skip
     assert result["steps"] == 48
     losses = [json.loads(line)["loss"] for line in (out / LOG_FILE).read_text().splitlines()
               if "loss" in json.loads(line)]  # fmt: skip
@@ -92,22 +83,9 @@ def test_smolvla_vision_pretrains_and_starts_a_smolvla_run(tiny_recording, tmp_p
     from edgevla.train.pretrain import VISION_FILE
 
     _, ds = tiny_recording
-    torch.set_num_threads(1)
     out = tmp_path / "pre"
-    result = pretrain(
-        PretrainConfig(
-            dataset=ds,
-            out=out,
-            policy="smolvla",
-            preset="tiny",
-            scenes=16,
-            val_scenes=4,
-            batch_size=4,
-            epochs=1,
-            max_minutes=None,
-        ),  # fmt: skip
-        quiet=True,
-    )
+    result = _pretrain(ds, out, policy="smolvla", preset="tiny", scenes=16, val_scenes=4,
+                       batch_size=4, epochs=1)  # fmt: skip
     assert (
         result["weights"] == str(out / VISION_FILE)
         and "load_vlm_weights=true" in result["use_with"]
