@@ -60,3 +60,13 @@ def test_bag_let_fall_beside_the_mug_is_dropped(env):
         "still_holding",
         "in_mug_not_released",
     }
+
+
+def test_bag_still_falling_into_the_mug_is_in_mug_not_released_then_a_success(env):
+    tracker = OutcomeTracker()
+    env.reset(options={"start_state": StartState((0.25, 0.1), 0.0)})
+    env.pose_scene(env.joint_positions(), (MUG_POS[0], MUG_POS[1], 0.05), 0.0)
+    _hold(env, tracker, 1)  # inside the mug, still moving
+    assert tracker.outcome()["outcome"] == "in_mug_not_released"
+    _hold(env, tracker, 60)  # settled on the mug's floor, pads far away
+    assert tracker.outcome()["outcome"] == "success"
