@@ -150,9 +150,7 @@ def record_episode(
     except UnreachableError:
         # A re-grasp planned where the bag ended up out of reach (pushed by a missed grasp):
         # a failed attempt, recorded again from the planned start with another seed.
-        info = {"success": False}
-        if not states:
-            return {}, False
+        return {}, False
     frames: dict[str, np.ndarray] = {
         STATE_KEY: np.asarray(states, dtype=np.float32),
         ACTION_KEY: np.asarray(actions, dtype=np.float32),

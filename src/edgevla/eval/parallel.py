@@ -111,9 +111,11 @@ def _run_one(episode: EvalEpisode, control: ControlConfig) -> dict[str, Any]:
     )
     out = result.to_dict(traces=True)
     out.update(observed.tracker.outcome())
-    if out["success"]:  # the loop's verdict (a success held to the end) is the reference
+    # Both read env.is_success() after the last step, so they agree unless the loop ended the
+    # episode another way (an inference error fails it): the loop's verdict stands.
+    if out["success"]:
         out["outcome"] = "success"
-    elif out["outcome"] == "success":  # succeeded too late to hold it: still in the mug
+    elif out["outcome"] == "success":
         out["outcome"] = "in_mug_not_released"
     out.update(
         {"set": episode.set, "position": episode.planned.index, "cluster": episode.planned.cluster,

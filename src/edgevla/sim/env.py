@@ -233,7 +233,7 @@ class TeaBagMugEnv(gym.Env):
         limits), bag at bag_pos (3,) metres with yaw bag_yaw radians. For rendering labelled
         frames (backbone pre-training); the episode state is left undefined, so reset() before
         stepping again."""
-        q = np.clip(np.asarray(q_arm, dtype=float), JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+        q = np.asarray(q_arm, dtype=float)
         pos = np.asarray(bag_pos, dtype=float)
         if q.shape != (ACTION_DIM,) or pos.shape != (3,):
             raise ValueError(
@@ -241,6 +241,7 @@ class TeaBagMugEnv(gym.Env):
             )
         if not (np.isfinite(q).all() and np.isfinite(pos).all() and math.isfinite(bag_yaw)):
             raise ValueError(f"pose_scene got NaN or inf: q_arm={q}, bag_pos={pos}, yaw={bag_yaw}")
+        q = np.clip(q, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
         self.start_state = None
         self._place(q, pos, float(bag_yaw))
         return self._observation()

@@ -322,8 +322,8 @@ class ActionNoise:
     def __post_init__(self) -> None:
         if not (0.0 <= self.std_rad <= 0.2 and self.tau_s > 0):
             raise ValueError(
-                f"action noise std_rad={self.std_rad} must be in [0, 0.2] rad and tau_s="
-                f"{self.tau_s} > 0"
+                f"action noise std_rad={self.std_rad} (edgevla record --action-noise-rad) must be "
+                f"in [0, 0.2] rad, and tau_s={self.tau_s} > 0"
             )
 
     def offsets(self, rng: np.random.Generator, fps: float):

@@ -15,7 +15,9 @@ import numpy as np
 
 from edgevla.sim.scene import BAG_HALF_SIZE, MUG_POS
 
-LIFT_M = 0.015  # above its resting height the bag counts as lifted
+# Above its resting height the bag counts as lifted: 3.5 cm, more than a bag pushed onto its
+# 6 cm edge raises its centre (2.25 cm), less than the expert's lift (over 4 cm).
+LIFT_M = 0.035
 OUTCOMES = (
     "success",  # in the mug, released, at rest
     "never_lifted",  # the bag never left the table: the grasp missed or never happened

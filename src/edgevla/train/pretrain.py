@@ -250,8 +250,9 @@ class TrunkProbe(nn.Module):
 
     def __init__(self, part: VisionPart, n_cameras: int, image_hw: tuple[int, int], n_labels: int):
         super().__init__()
-        self.encoder = part.encoder
+        self.encoder = part.encoder.requires_grad_(True)  # presets may freeze it for fine-tuning
         self.reduce = part.reduce
+        self.eval()  # the shape probe must not touch batch-norm statistics
         with torch.no_grad():
             n_features = self._features(torch.zeros(2, 3, *image_hw)).shape[1]
         self.train()
@@ -390,10 +391,9 @@ def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
             bar.update(task, advance=1, status=f"loss {loss_value:.4f}")
             if elapsed >= budget_s:
                 break
-    if "val_loss" not in log[-1]:
-        val_loss, errors, _ = validate()
+    val_loss, errors, pred = validate()
+    if not log or log[-1].get("val_loss") != val_loss:
         log.append({"step": step, "val_loss": val_loss, **errors})
-    _, errors, pred = validate()
     with (out / LOG_FILE).open("a") as f:
         for row in log:
             f.write(json.dumps(row) + "\n")
