@@ -77,6 +77,8 @@ def test_recovery_starts_take_turns_above_the_mug_and_beside_the_bag(plan):
 
     assert plan.summary()["recovery_starts"] == {"mug": 10, "missed_grasp": 10}
     rec = [e for e in plan.episodes if e.kind == "recovery"]
+    combos = {(e.recovery_start, e.orientation) for e in rec}
+    assert len(combos) == 4, combos  # each start kind with both bag orientations
     for e in rec:
         tcp = np.asarray(e.arm_tcp)
         if e.recovery_start == "mug":

@@ -340,7 +340,9 @@ def make_plan(config: PlanConfig | None = None, workspace: Workspace | None = No
         arm_tcp, gripper = None, 0.1
         recovery_start = None
         if kind == "recovery":
-            recovery_start = config.recovery_starts[k % len(config.recovery_starts)]
+            # Offset by the cluster so that start kind and orientation (k % 2) do not move in
+            # lockstep: every start kind meets both bag orientations across clusters.
+            recovery_start = config.recovery_starts[(k + cluster.id) % len(config.recovery_starts)]
             arm_tcp, gripper = _recovery_arm(recovery_start, xy, rng)
         return PlannedEpisode(
             index=index, cluster=cluster.id, split=split, kind=kind,
