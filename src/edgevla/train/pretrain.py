@@ -306,7 +306,7 @@ def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     from edgevla.train.config import TrainConfig
-    from edgevla.train.recipes import policy_config
+    from edgevla.train.recipes import policy_config, warmup_cosine
 
     source = SceneSource.from_dataset(cfg.dataset)
     cams = tuple(source.scene.cameras)
@@ -360,14 +360,7 @@ def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
             idx = torch.from_numpy(perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size])
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
             x = _batch_images(images[idx], cams, normalizer, gen)
-            if step < warmup:
-                lr = cfg.lr * (step + 1) / warmup
-            else:
-                lr = (
-                    cfg.lr
-                    * 0.5
-                    * (1 + math.cos(math.pi * (step - warmup) / max(1, planned - warmup)))
-                )
+            lr = cfg.lr * warmup_cosine(step, warmup, planned)
             for g in opt.param_groups:
                 g["lr"] = lr
             loss = nn.functional.mse_loss(model(x), targets[idx])

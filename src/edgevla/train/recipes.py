@@ -140,10 +140,15 @@ def make_optimizer(policy: torch.nn.Module, policy_cfg, cfg: TrainConfig):
     decay = max(policy_cfg.scheduler_decay_steps, cfg.steps)
     floor = policy_cfg.scheduler_decay_lr / policy_cfg.optimizer_lr
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, decay - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return opt, torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: warmup_cosine(step, warmup, decay, floor)
+    )
 
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+def warmup_cosine(step: int, warmup: int, total: int, floor: float = 0.0) -> float:
+    """Learning-rate factor: linear warm-up over `warmup` steps, then a cosine from 1 down to
+    `floor` at step `total` (held there after)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
