@@ -68,6 +68,11 @@ def test_eval_runs_sync_and_async_and_writes_results(tiny_recording, tiny_checkp
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["episodes"]) == {"sync", "async"}
     assert (tmp_path / "clusters_sync.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "grasps_sync.png").read_bytes()[:4] == b"\x89PNG"
+    first = s["first_grasp"]  # every episode is counted once: grasped (on/off target) or not
+    n_grasped = sum(1 for r in saved["episodes"]["async"] if r["grasps"])
+    assert first["n_on_target"] + first["n_off_target"] == n_grasped
+    assert first["n_never_closed"] == s["n_global"] - n_grasped
 
 
 def test_checkpoint_runs_at_the_rate_it_learned(tiny_recording, tiny_checkpoint, tmp_path, capsys):
@@ -149,3 +154,21 @@ def test_select_ranks_late_checkpoints_and_links_the_best(tiny_recording, tmp_pa
     assert (run / "selection.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="lower --from-step"):
         run_select(SelectArgs(**args, from_step=5))
+
+
+def test_first_grasp_summary_reports_a_one_sided_miss():
+    from edgevla.eval.report import first_grasp_summary, fmt_first_grasp
+
+    def grasp(radial, tangential, height=0.0):
+        return {"radial_m": radial, "tangential_m": tangential, "height_m": height, "bag_lift_m": 0.0}
+
+    results = [
+        {"grasps": [grasp(0.005, 0.0)]},
+        {"grasps": [grasp(0.01, 0.04, 0.02), grasp(0.0, 0.0)]},  # only the first one counts
+        {"grasps": [grasp(-0.01, 0.06, 0.02)]},
+        {"grasps": []},
+    ]
+    s = first_grasp_summary(results)
+    assert (s["n_on_target"], s["n_off_target"], s["n_never_closed"]) == (1, 2, 1)
+    assert s["off_tangential_m"] == pytest.approx(0.05) and s["off_radial_m"] == pytest.approx(0.0)
+    assert "tangential +5.0" in fmt_first_grasp(s) and "1 never closed" in fmt_first_grasp(s)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgevla.sim.env import StartState, TeaBagMugEnv
-from edgevla.sim.expert import rollout_expert
+from edgevla.sim.expert import ExpertConfig, ScriptedExpert, rollout_expert
 from edgevla.sim.outcome import OUTCOMES, OutcomeTracker
 from edgevla.sim.scene import MUG_POS
 
@@ -70,3 +70,36 @@ def test_bag_still_falling_into_the_mug_is_in_mug_not_released_then_a_success(en
     assert tracker.outcome()["outcome"] == "in_mug_not_released"
     _hold(env, tracker, 60)  # settled on the mug's floor, pads far away
     assert tracker.outcome()["outcome"] == "success"
+
+
+def _grasps(env, seed, **expert_config):
+    tracker = OutcomeTracker()
+    expert = ScriptedExpert(ExpertConfig(**expert_config))
+    for _ in rollout_expert(env, seed=seed, expert=expert):
+        tracker.update(env)
+    return tracker.outcome()
+
+
+def test_expert_grasp_is_recorded_once_and_on_target(env):
+    result = _grasps(env, seed=4)
+    assert result["outcome"] == "success" and len(result["grasps"]) == 1
+    g = result["grasps"][0]
+    assert abs(g["radial_m"]) < 0.005 and abs(g["tangential_m"]) < 0.005
+    assert abs(g["height_m"]) < 0.01 and abs(g["bag_lift_m"]) < 0.005
+
+
+@pytest.mark.parametrize("aim", [(0.04, 0.0, 0.0), (-0.04, 0.0, 0.0), (0.0, 0.0, 0.04)])
+def test_grasp_aimed_off_reports_the_miss_and_its_direction(env, aim):
+    """The expert aims 4 cm too far / too short / too high, with no re-grasp: the grasp
+    record shows that offset."""
+    result = _grasps(env, seed=4, grasp_aim_error=aim, max_regrasps=0)
+    g = result["grasps"][0]
+    measured = (g["radial_m"], g["tangential_m"], g["height_m"])
+    assert measured == pytest.approx(aim, abs=0.012)
+
+
+def test_grasp_aimed_sideways_reports_the_side(env):
+    """4 cm to the right, along the closing direction: a pad lands on the bag and pushes it,
+    so the offset at closing is smaller than aimed but on the right side, and higher."""
+    g = _grasps(env, seed=4, grasp_aim_error=(0.0, -0.04, 0.0), max_regrasps=0)["grasps"][0]
+    assert g["tangential_m"] < -0.015 and abs(g["radial_m"]) < 0.01

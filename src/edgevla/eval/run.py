@@ -20,7 +20,15 @@ from edgevla.control.metrics import EpisodeResult, plot_queue_size
 from edgevla.dataset.plan import Plan
 from edgevla.eval.parallel import EnvSpec, RunnerSpec, run_parallel
 from edgevla.eval.protocol import eval_episodes
-from edgevla.eval.report import fmt_outcomes, fmt_rate, fmt_s, plot_cluster_map, summarise
+from edgevla.eval.report import (
+    fmt_first_grasp,
+    fmt_outcomes,
+    fmt_rate,
+    fmt_s,
+    plot_cluster_map,
+    plot_first_grasps,
+    summarise,
+)
 from edgevla.features import DEFAULT_FPS
 from edgevla.sim.scene import CameraOffset, SceneConfig
 
@@ -150,6 +158,11 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
                 f"{args.label or args.checkpoint} ({tag})",
             )
         )
+        summary["grasp_plot"] = str(
+            plot_first_grasps(
+                results, out / f"grasps_{tag}.png", f"{args.label or args.checkpoint} ({tag})"
+            )
+        )
         first = results[0]
         trace = EpisodeResult(
             **{k: first[k] for k in EpisodeResult.__dataclass_fields__ if k in first}
@@ -217,5 +230,6 @@ def run_eval(args: EvalArgs) -> dict[str, Any]:
         console.print(table("edgevla eval", cols, [tuple(r.values()) for r in result["table"]]))
         for mode, summary in result["modes"].items():
             console.print(f"{mode} failures: {fmt_outcomes(summary['outcomes'])}")
+            console.print(f"{mode} {fmt_first_grasp(summary['first_grasp'])}")
         console.print(f"results: {result['results_file']}")
     return result
