@@ -102,8 +102,13 @@ def test_plans_from_before_missed_grasp_starts_still_load(plan, tmp_path):
     plan.save(path)
     raw = json.loads(path.read_text())
     del raw["config"]["recovery_starts"]
+    for e in raw["episodes"]:
+        e.pop("recovery_start")
     path.write_text(json.dumps(raw))
-    assert Plan.load(path).config.recovery_starts == ("mug",)
+    old = Plan.load(path)
+    assert old.config.recovery_starts == ("mug",)
+    n_recovery = sum(e.kind == "recovery" for e in plan.episodes)
+    assert old.summary()["recovery_starts"] == {"mug": n_recovery}  # all started above the mug
 
 
 def test_roundtrip_through_file(plan, tmp_path):

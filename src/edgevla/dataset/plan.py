@@ -232,6 +232,8 @@ class Plan:
                 d = dict(d)
                 d["bag_xy"] = tuple(d["bag_xy"])
                 d["arm_tcp"] = tuple(d["arm_tcp"]) if d.get("arm_tcp") is not None else None
+                if d.get("kind") == "recovery" and d.get("recovery_start") is None:
+                    d["recovery_start"] = "mug"  # the only kind before the field existed
                 return PlannedEpisode(**d)
 
             clusters = [
