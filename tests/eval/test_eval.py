@@ -160,7 +160,12 @@ def test_first_grasp_summary_reports_a_one_sided_miss():
     from edgevla.eval.report import first_grasp_summary, fmt_first_grasp
 
     def grasp(radial, tangential, height=0.0):
-        return {"radial_m": radial, "tangential_m": tangential, "height_m": height, "bag_lift_m": 0.0}
+        return {
+            "radial_m": radial,
+            "tangential_m": tangential,
+            "height_m": height,
+            "bag_lift_m": 0.0,
+        }
 
     results = [
         {"grasps": [grasp(0.005, 0.0)]},

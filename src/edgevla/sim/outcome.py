@@ -69,7 +69,9 @@ class OutcomeTracker:
             self._opened = True
         elif self._opened and gap < CLOSING_GAP_M:
             self._opened = False
-            self._grasps.append(grasp_offset(priv["tcp_pos"], priv["bag_pos"]) | {"bag_lift_m": lift})
+            self._grasps.append(
+                grasp_offset(priv["tcp_pos"], priv["bag_pos"]) | {"bag_lift_m": lift}
+            )
 
     def outcome(self) -> dict[str, Any]:
         """{"outcome": one of OUTCOMES, "bag_max_lift_m", "bag_to_mug_m" (final, horizontal),

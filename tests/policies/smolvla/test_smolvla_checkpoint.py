@@ -77,6 +77,9 @@ def test_lerobot_names_map_onto_ours(tiny_config, tmp_path):
     report = model.load_weights(path, key_map="lerobot")
     assert sorted(report.loaded) == sorted(names.values())
     assert report.unexpected == ["vlm_with_expert.vlm.lm_head.weight"]
+    assert (
+        "unexpected: vlm_with_expert.vlm.lm_head.weight" in report.summary()
+    )  # named, not counted
     assert all(torch.all(model.state_dict()[mine] == 0.5) for mine in names.values())
     with pytest.raises(ValueError, match="lerobot"):
         model.load_weights(path, key_map="hf")

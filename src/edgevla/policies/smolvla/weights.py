@@ -43,6 +43,13 @@ class WeightLoadReport:
             f"missing {len(self.missing)}, unexpected {len(self.unexpected)}"
         ]
         lines += [f"  shape {n}: file {fs} vs model {ms}" for n, fs, ms in self.shape_mismatch]
+        if self.unexpected:  # a few names say which part of the file does not belong
+            more = len(self.unexpected) - 5
+            lines.append(
+                "  unexpected: "
+                + ", ".join(self.unexpected[:5])
+                + (f" (+{more} more)" if more > 0 else "")
+            )
         return "\n".join(lines)
 
 
