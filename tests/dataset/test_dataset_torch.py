@@ -118,6 +118,9 @@ def test_frame_cache_serves_a_later_run_without_decoding(root: Path, tmp_path: P
             assert torch.equal(later[i][k], plain[i][k])
     later.warm_up()
     assert later_cache.decoded == 0 and later_cache.hits == 3 * len(LENGTHS)
+    # Served from the page cache (shared between runs), not copied into each process.
+    mapped = later_cache.frames(LeRobotDatasetReader(root), 0, later.image_keys[0])
+    assert isinstance(mapped, np.memmap) and mapped.shape[1] == 3
 
     # A partial file (a run killed while writing elsewhere) is decoded again and rewritten.
     entry = next(

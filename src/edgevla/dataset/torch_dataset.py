@@ -15,7 +15,8 @@ sample costs one slice and one uint8 -> float conversion per camera. Memory: 3 *
 per frame and camera (110 KB for three 96x128 cameras, ~3.3 GB per 30,000 frames); see
 `cache_nbytes_estimate`. With DataLoader workers each worker fills its own cache; call
 `warm_up()` before creating the DataLoader so forked workers share the decoded frames. With
-`frame_cache` (a directory, see frame_cache.py) decoded episodes are also kept on disk, so the
+`frame_cache` (a directory, see frame_cache.py) decoded episodes are kept on disk and
+memory-mapped from there instead (the page cache is shared by runs on the same dataset), so the
 next run skips decoding.
 
 Values are returned raw (not normalised), like LeRobot's datasets; `stats` holds the
