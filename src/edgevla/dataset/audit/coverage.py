@@ -73,7 +73,7 @@ def _recovery(eps: list[dict[str, Any]], cfg: AuditConfig) -> Finding:
     rec = sum(bool(e["is_recovery"]) for e in train)
     share = rec / len(train) if train else 0.0
     lo, hi = cfg.recovery_share_min, cfg.recovery_share_max
-    text = f"{rec} of {len(train)} training episodes start near the mug ({share:.0%})"
+    text = f"{rec} of {len(train)} training episodes are recovery starts ({share:.0%})"
     if not lo <= share <= hi:
         fix = "record more recovery starts" if share < lo else "record more rest starts"
         return Finding(
