@@ -177,3 +177,22 @@ def test_first_grasp_summary_reports_a_one_sided_miss():
     assert (s["n_on_target"], s["n_off_target"], s["n_never_closed"]) == (1, 2, 1)
     assert s["off_tangential_m"] == pytest.approx(0.05) and s["off_radial_m"] == pytest.approx(0.0)
     assert "tangential +5.0" in fmt_first_grasp(s) and "1 never closed" in fmt_first_grasp(s)
+
+
+def test_evaluation_positions_that_a_dataset_trained_on_are_flagged(tiny_recording, tmp_path):
+    """A plan's own Test positions are fresh; a plan whose Test position is a training start of
+    the dataset (e.g. the dataset came from a bigger plan with the same seed) is caught."""
+    import dataclasses
+
+    from edgevla.eval.protocol import positions_seen_in_training
+
+    plan_path, ds = tiny_recording
+    plan = Plan.load(plan_path)
+    assert positions_seen_in_training(plan, [str(ds)]) == {"test": [], "val": []}
+    trained_on = next(e for e in plan.episodes if e.split == "train")
+    leaky = dataclasses.replace(
+        plan, test=[dataclasses.replace(plan.test[0], bag_xy=trained_on.bag_xy), *plan.test[1:]]
+    )
+    assert positions_seen_in_training(leaky, [str(ds)])["test"] == [plan.test[0].index]
+    # nothing to compare against: no error, nothing flagged
+    assert positions_seen_in_training(leaky, [str(tmp_path / "absent")]) == {"test": [], "val": []}

@@ -45,3 +45,37 @@ def eval_episodes(plan: Plan, repeats: int = 1, sets: tuple[str, ...] = SETS) ->
             for r in range(repeats):
                 out.append(EvalEpisode(name, planned, r, 7_000_000 + planned.seed * 10 + r))
     return out
+
+
+def positions_seen_in_training(
+    plan: Plan, dataset_roots: list[str], tolerance_m: float = 1e-4
+) -> dict[str, list[int]]:
+    """Evaluation positions (plan indices per set) where a training episode of these datasets
+    also started: the bag at the same spot, within `tolerance_m`.
+
+    Test positions are fresh within one plan, but a dataset recorded from another plan (more
+    positions per cluster, same seed) can contain them, and a score on positions the policy was
+    trained on is not a test score. Datasets that are not on disk, or that lack edgevla's
+    start_pose / split columns, are skipped (nothing can be said about them)."""
+    import numpy as np
+
+    from edgevla.dataset.reader import LeRobotDatasetReader
+
+    starts = []
+    for root in dataset_roots:
+        try:
+            episodes = LeRobotDatasetReader(root).episodes
+        except (OSError, ValueError):
+            continue
+        starts += [e["start_pose"][:2] for e in episodes
+                   if e.get("split") == "train" and e.get("start_pose") is not None]  # fmt: skip
+    seen: dict[str, list[int]] = {name: [] for name in SETS}
+    if not starts:
+        return seen
+    xy = np.asarray(starts, dtype=np.float64)
+    for name in SETS:
+        for planned in plan.test if name == "test" else plan.val:
+            d = np.hypot(*(xy - np.asarray(planned.bag_xy)).T)
+            if float(d.min()) <= tolerance_m:
+                seen[name].append(planned.index)
+    return seen

@@ -19,7 +19,7 @@ from edgevla.control.config import ControlConfig
 from edgevla.control.metrics import EpisodeResult, plot_queue_size
 from edgevla.dataset.plan import Plan
 from edgevla.eval.parallel import EnvSpec, RunnerSpec, run_parallel
-from edgevla.eval.protocol import eval_episodes
+from edgevla.eval.protocol import eval_episodes, positions_seen_in_training
 from edgevla.eval.report import (
     fmt_first_grasp,
     fmt_outcomes,
@@ -90,6 +90,23 @@ def policy_rate(checkpoint: Path, requested: int | None) -> int:
     return requested
 
 
+def training_overlap(plan: Plan, checkpoint: Path) -> dict[str, list[int]]:
+    """Which Test / Val positions the checkpoint's training data started from (its
+    train_info.json names the datasets); warns when any did, since those are not fresh."""
+    from edgevla.policies.checkpoint import read_train_info
+
+    datasets = [str(d) for d in read_train_info(checkpoint).get("datasets") or []]
+    seen = positions_seen_in_training(plan, datasets)
+    for name, idx in seen.items():
+        if idx:
+            _warn_once(
+                f"{len(idx)} {name} position(s) of the plan ({idx}) are start positions "
+                f"of training episodes in {datasets}: scores on them are not {name} scores; "
+                "evaluate with the plan the dataset was recorded from"
+            )
+    return seen
+
+
 _warned: set[str] = set()
 
 
@@ -130,6 +147,7 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
     )
     env_spec = EnvSpec(scene, args.episode_time_s)
     episodes = eval_episodes(plan, args.episodes, tuple(args.sets))
+    seen = training_overlap(plan, Path(args.checkpoint))
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     rows, per_mode = [], {}
@@ -188,6 +206,7 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
         "perturbation": {"camera_moved": args.camera_moved, "camera_shift_m": args.camera_shift_m,
                          "camera_turn_deg": args.camera_turn_deg, "light_intensity": args.light_intensity},
         "modes": {m: v["summary"] for m, v in per_mode.items()},
+        "positions_seen_in_training": seen,
     }  # fmt: skip
     (out / "results.json").write_text(
         json.dumps(
