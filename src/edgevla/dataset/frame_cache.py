@@ -19,6 +19,7 @@ pressure instead of ending a run with an out-of-memory kill.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -46,6 +47,7 @@ class FrameCache:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory).expanduser()
+        _allow_open_files()
         self._keys: dict[int, str] = {}
         self.hits = 0
         self.decoded = 0
@@ -78,6 +80,22 @@ class FrameCache:
             raise
         mapped = _open(path, shape)  # the decoded copy is dropped; the page cache holds it
         return frames if mapped is None else mapped
+
+
+def _allow_open_files() -> None:
+    """Each mapped entry holds a file descriptor for the whole run (episodes x cameras: 780 for
+    a 260-episode, three-camera dataset), more than the common soft limit of 1024 once two
+    datasets are combined: raise the soft limit to the hard one where the OS allows it."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        # Where refused, the current limit stays; a decode error then names the problem.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _open(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
