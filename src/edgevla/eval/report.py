@@ -112,12 +112,7 @@ def plot_first_grasps(results: list[dict[str, Any]], path: str | Path, title: st
         title + "\nfirst grasp of each episode, tool point relative to the bag", fontsize=9
     )
     ax.legend(fontsize=8, loc="best")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def outcome_counts(results: list[dict[str, Any]]) -> dict[str, int]:
@@ -168,6 +163,13 @@ def plot_cluster_map(
     ax.set_title(
         title + "\n(o success, x failure; hatched = held-out validation cluster)", fontsize=9
     )
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write a figure as PNG (folders created) and free it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
