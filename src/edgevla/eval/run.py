@@ -90,13 +90,20 @@ def policy_rate(checkpoint: Path, requested: int | None) -> int:
     return requested
 
 
-def training_overlap(plan: Plan, checkpoint: Path) -> dict[str, list[int]]:
+_overlaps: dict[tuple[str, tuple[str, ...]], dict[str, list[int]]] = {}
+
+
+def training_overlap(plan: Plan, plan_path: Path, checkpoint: Path) -> dict[str, list[int]]:
     """Which Test / Val positions the checkpoint's training data started from (its
-    train_info.json names the datasets); warns when any did, since those are not fresh."""
+    train_info.json names the datasets); warns when any did, since those are not fresh.
+    Computed once per (plan, datasets): `select` asks for every checkpoint of a run."""
     from edgevla.policies.checkpoint import read_train_info
 
     datasets = [str(d) for d in read_train_info(checkpoint).get("datasets") or []]
-    seen = positions_seen_in_training(plan, datasets)
+    key = (str(plan_path), tuple(datasets))
+    if key not in _overlaps:
+        _overlaps[key] = positions_seen_in_training(plan, datasets)
+    seen = _overlaps[key]
     for name, idx in seen.items():
         if idx:
             _warn_once(
@@ -147,7 +154,7 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
     )
     env_spec = EnvSpec(scene, args.episode_time_s)
     episodes = eval_episodes(plan, args.episodes, tuple(args.sets))
-    seen = training_overlap(plan, Path(args.checkpoint))
+    seen = training_overlap(plan, Path(args.plan), Path(args.checkpoint))
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     rows, per_mode = [], {}
