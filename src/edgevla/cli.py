@@ -71,6 +71,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
         "run_eval",
         "closed-loop success on the plan's Test/Val/Global positions, sync vs async",
     ),
+    ("eval", "open-loop"): (
+        "edgevla.eval.open_loop",
+        "OpenLoopArgs",
+        "run_open_loop",
+        "predicted chunks vs recorded actions on train / val episodes (fit vs generalisation)",
+    ),
     ("schedule",): (
         "edgevla.control.schedule",
         "ScheduleArgs",

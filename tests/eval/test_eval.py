@@ -8,7 +8,7 @@ from edgevla.dataset.plan import Plan, make_plan
 from edgevla.eval.protocol import eval_episodes
 from edgevla.eval.run import EvalArgs, evaluate
 from edgevla.train.config import TrainConfig
-from edgevla.train.loop import list_checkpoints, train
+from edgevla.train.loop import train
 
 
 def test_protocol_selects_the_papers_positions():
@@ -32,15 +32,6 @@ def test_bad_protocol_arguments():
         eval_episodes(plan, repeats=0)
     with pytest.raises(ValueError, match="unknown evaluation set"):
         eval_episodes(plan, sets=("train",))
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tiny_recording, tmp_path_factory):
-    _, ds = tiny_recording
-    out = tmp_path_factory.mktemp("run")
-    train(TrainConfig(policy="act", preset="tiny", dataset=(ds,), out=out, steps=2, batch_size=2,
-                      save_freq=2, threads=1, val_batches=1), quiet=True)  # fmt: skip
-    return list_checkpoints(out)[-1]
 
 
 @pytest.mark.slow

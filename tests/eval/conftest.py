@@ -1,0 +1,14 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_recording, tmp_path_factory):
+    """A real ACT checkpoint (tiny preset, 2 steps) trained on the tiny recording."""
+    from edgevla.train.config import TrainConfig
+    from edgevla.train.loop import list_checkpoints, train
+
+    _, ds = tiny_recording
+    out = tmp_path_factory.mktemp("run")
+    train(TrainConfig(policy="act", preset="tiny", dataset=(ds,), out=out, steps=2, batch_size=2,
+                      save_freq=2, threads=1, val_batches=1), quiet=True)  # fmt: skip
+    return list_checkpoints(out)[-1]
