@@ -134,3 +134,44 @@ def test_smolvla_trains_through_the_same_loop(tiny_recording, tmp_path):
     result = train(_cfg(ds, tmp_path / "s", policy="smolvla", steps=3), quiet=True)
     assert result["final_loss"] is not None and np.isfinite(result["final_loss"])
     assert load_policy(list_checkpoints(tmp_path / "s")[-1], expected_type="smolvla") is not None
+
+
+def test_weight_average_follows_its_formula():
+    from edgevla.train.ema import WeightAverage
+
+    net = torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(net.weight)
+    torch.nn.init.zeros_(net.bias)
+    avg = WeightAverage(net, decay=0.5)
+    expected = torch.zeros(1, 2)
+    for k, value in enumerate([1.0, 2.0, 3.0]):
+        net.weight.data.fill_(value)
+        d = min(0.5, (1 + k) / (10 + k))  # warm-up: 0.1, 0.18, 0.25 here
+        expected = d * expected + (1 - d) * value
+        avg.update(net)
+    assert torch.allclose(avg.model.weight, expected)
+    assert not avg.model.weight.requires_grad and avg.updates == 3
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        WeightAverage(net, decay=1.0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=0.0)
+
+
+def test_ema_checkpoint_holds_the_average_and_resumes_bit_for_bit(tiny_recording, tmp_path):
+    _, ds = tiny_recording
+    train(_cfg(ds, tmp_path / "full", ema_decay=0.9), quiet=True)
+    train(_cfg(ds, tmp_path / "cut", steps=3, ema_decay=0.9), quiet=True)
+    train(_cfg(ds, tmp_path / "cut", resume=True, ema_decay=0.9), quiet=True)
+    a = [r["loss"] for r in read_log(tmp_path / "full") if "loss" in r]
+    b = [r["loss"] for r in read_log(tmp_path / "cut") if "loss" in r]
+    assert a == b and len(a) == 6
+    full, cut = (list_checkpoints(tmp_path / r)[-1] for r in ("full", "cut"))
+    saved_full, saved_cut = load_policy(full).state_dict(), load_policy(cut).state_dict()
+    raw_full = torch.load(full / "training_state.pt", weights_only=False)["raw_model"]
+    raw_cut = torch.load(cut / "training_state.pt", weights_only=False)["raw_model"]
+    for k in saved_full:
+        assert torch.equal(saved_full[k], saved_cut[k]), k
+        assert torch.equal(raw_full[k], raw_cut[k]), k
+    # The saved model is the average, not the last step's weights.
+    assert any(not torch.equal(saved_full[k], raw_full[k]) for k in saved_full)
+    assert json.loads((full / "train_info.json").read_text())["ema_decay"] == 0.9

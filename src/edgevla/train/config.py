@@ -25,6 +25,9 @@ class TrainConfig:
     lr: float | None = None
     """override the policy's optimizer_lr (and backbone lr for ACT)"""
     grad_clip_norm: float = 10.0
+    ema_decay: float | None = None
+    """keep an exponential moving average of the weights (e.g. 0.999, about the last 1000
+    steps) and save it as each checkpoint's model; off in LeRobot's recipes"""
     augment: bool = True
     """random shifts (+-4 px) and brightness/contrast jitter on camera images"""
     val_batches: int = 20
@@ -45,6 +48,8 @@ class TrainConfig:
             raise ValueError("steps, batch_size, save_freq and log_freq must be >= 1")
         if self.grad_clip_norm <= 0:
             raise ValueError(f"grad_clip_norm={self.grad_clip_norm} must be > 0")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay={self.ema_decay} must be in (0, 1), e.g. 0.999")
         if self.max_minutes is not None and not (0 <= self.max_minutes < float("inf")):
             raise ValueError(
                 f"max_minutes={self.max_minutes} must be a finite number >= 0 (or omitted)"

@@ -9,7 +9,8 @@
 
 A checkpoint holds the policy in LeRobot's layout (config.json, model.safetensors,
 normalization_stats.safetensors) and training_state.pt (step, optimizer, scheduler and RNG
-states). Since batches and augmentation are functions of (seed, step), `--resume` continues
+states). With --ema-decay the saved model is the moving average of the weights (what select
+and eval should run) and training_state.pt also holds the raw weights. Since batches and augmentation are functions of (seed, step), `--resume` continues
 bit-for-bit: the same losses as a run that was never interrupted.
 
 The model step (`train_step`) takes the policy, optimizer and batch and touches no global
@@ -41,6 +42,7 @@ from edgevla.policies.checkpoint import TRAIN_INFO_FILE
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import policy_class
 from edgevla.train.config import TrainConfig
+from edgevla.train.ema import WeightAverage
 from edgevla.train.recipes import load_pretrained_parts, make_optimizer, policy_config
 
 CHECKPOINTS = "checkpoints"
@@ -299,11 +301,17 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
     optimizer, scheduler = make_optimizer(policy, pcfg, cfg)
     start = 0
     wall_before = 0.0  # training wall time of earlier sessions of this run (resumes)
+    ema = None
     if cfg.resume and existing:
         last = existing[-1]
         state = torch.load(last / STATE_FILE, weights_only=False)
         loaded = policy_class(cfg.policy).from_pretrained(last)
-        policy.load_state_dict(loaded.state_dict())
+        # With an EMA the checkpoint's model is the average; the raw weights are in the state.
+        policy.load_state_dict(state.get("raw_model") or loaded.state_dict())
+        if cfg.ema_decay is not None:
+            ema = WeightAverage(policy, cfg.ema_decay, updates=int(state.get("ema_updates", 0)))
+            if "raw_model" in state:
+                ema.model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -314,6 +322,8 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         _truncate_log(out, start)
     else:
         load_pretrained_parts(policy, pcfg)
+        if cfg.ema_decay is not None:
+            ema = WeightAverage(policy, cfg.ema_decay)
         out.mkdir(parents=True, exist_ok=True)
         (out / LOG_FILE).write_text("")
         (out / "train_config.json").write_text(
@@ -347,6 +357,8 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             metrics = train_step(
                 policy, normalizer, optimizer, scheduler, batch, cfg.grad_clip_norm
             )
+            if ema is not None:
+                ema.update(policy)
             done = step + 1
             elapsed = time.perf_counter() - t_start
             rate = (done - start) / elapsed
@@ -360,20 +372,24 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
             last_metrics = metrics
             bar.update(task, advance=1, status=f"loss {metrics['loss']:.4f} | {rate:.2f} it/s")
             if done % cfg.save_freq == 0 or last_step:
+                saved = ema.model if ema is not None else policy  # what evaluation will run
                 if val_ds is not None:
                     val_loss = validation_loss(
-                        policy, normalizer, val_ds, cfg.val_batches, cfg.batch_size
+                        saved, normalizer, val_ds, cfg.val_batches, cfg.batch_size
                     )
                     _append_log(out, {"step": done, "val_loss": val_loss})
                 elapsed = time.perf_counter() - t_start  # validation counts as training time
+                extra = {"val_loss": val_loss, "train_wall_s": wall_before + elapsed}
+                if ema is not None:
+                    extra |= {"raw_model": policy.state_dict(), "ema_updates": ema.updates}
                 save_checkpoint(
                     out,
                     done,
-                    policy,
+                    saved,
                     stats,
                     optimizer,
                     scheduler,
-                    {"val_loss": val_loss, "train_wall_s": wall_before + elapsed},
+                    extra,
                     {
                         "policy": cfg.policy,
                         "preset": cfg.preset,
@@ -381,6 +397,7 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
                         "datasets": [str(p) for p in cfg.dataset],
                         "seed": cfg.seed,
                         "batch_size": cfg.batch_size,
+                        "ema_decay": cfg.ema_decay,
                         "train_wall_s": wall_before + elapsed,
                     },
                 )
