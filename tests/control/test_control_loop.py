@@ -209,3 +209,13 @@ def test_queue_plot_is_a_png(make_env, make_runner, tmp_path) -> None:
     result = run_episode(make_env(), make_runner(10), cfg(**{**ASYNC, "max_steps": 40}))
     path = plot_queue_size(result, tmp_path / "plots" / "queue.png", chunk_size=10)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loop_reseeds_a_runner_that_can_reset(make_env, make_runner) -> None:
+    """A sampling policy reseeds its noise per episode: the loop hands it the episode seed."""
+    runner = make_runner(10)
+    seeds: list = []
+    runner.reset = seeds.append  # the optional hook of PolicyRunner
+    run_episode(make_env(), runner, cfg(max_steps=5), seed=17)
+    run_episode(make_env(), runner, cfg(max_steps=5))
+    assert seeds == [17, None]

@@ -12,3 +12,16 @@ def tiny_checkpoint(tiny_recording, tmp_path_factory):
     train(TrainConfig(policy="act", preset="tiny", dataset=(ds,), out=out, steps=2, batch_size=2,
                       save_freq=2, threads=1, val_batches=1), quiet=True)  # fmt: skip
     return list_checkpoints(out)[-1]
+
+
+@pytest.fixture(scope="session")
+def tiny_smolvla_checkpoint(tiny_recording, tmp_path_factory):
+    """A real SmolVLA checkpoint (tiny preset, 1 step) trained on the tiny recording."""
+    from edgevla.train.config import TrainConfig
+    from edgevla.train.loop import list_checkpoints, train
+
+    _, ds = tiny_recording
+    out = tmp_path_factory.mktemp("run_smolvla")
+    train(TrainConfig(policy="smolvla", preset="tiny", dataset=(ds,), out=out, steps=1,
+                      batch_size=2, save_freq=1, threads=1, val_batches=1), quiet=True)  # fmt: skip
+    return list_checkpoints(out)[-1]

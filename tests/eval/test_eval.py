@@ -187,3 +187,35 @@ def test_evaluation_positions_that_a_dataset_trained_on_are_flagged(tiny_recordi
     assert positions_seen_in_training(leaky, [str(ds)])["test"] == [plan.test[0].index]
     # nothing to compare against: no error, nothing flagged
     assert positions_seen_in_training(leaky, [str(tmp_path / "absent")]) == {"test": [], "val": []}
+
+
+def test_sampling_noise_is_seeded_per_episode(tiny_smolvla_checkpoint, tiny_checkpoint):
+    """SmolVLA's chunk starts from noise: reset(seed) makes it reproducible whichever worker
+    runs the episode; noise_scale=0 removes the sampling (ACT has none to scale)."""
+    import numpy as np
+
+    from edgevla.policies.runner import TorchPolicyRunner
+
+    runner = TorchPolicyRunner.from_checkpoint(tiny_smolvla_checkpoint)
+    h, w = runner.image_hw
+    obs = {"observation.state": np.zeros(6, np.float32)}
+    obs |= {
+        f"observation.images.{c}": np.full((h, w, 3), 90, np.uint8) for c in runner.camera_names
+    }
+    runner.reset(5)
+    first, second = runner.predict_chunk(obs), runner.predict_chunk(obs)
+    assert not np.array_equal(first, second)  # a fresh sample per chunk
+    other = TorchPolicyRunner.from_checkpoint(tiny_smolvla_checkpoint)
+    other.reset(5)
+    assert np.array_equal(other.predict_chunk(obs), first)
+    other.reset(6)
+    assert not np.array_equal(other.predict_chunk(obs), first)
+    mean = TorchPolicyRunner.from_checkpoint(tiny_smolvla_checkpoint, noise_scale=0.0)
+    mean.reset(5)
+    a = mean.predict_chunk(obs)
+    mean.reset(6)
+    assert np.array_equal(mean.predict_chunk(obs), a)
+    with pytest.raises(ValueError, match="predicts deterministically"):
+        TorchPolicyRunner.from_checkpoint(tiny_checkpoint, noise_scale=0.5)
+    with pytest.raises(ValueError, match=">= 0"):
+        TorchPolicyRunner.from_checkpoint(tiny_smolvla_checkpoint, noise_scale=-1.0)

@@ -86,7 +86,8 @@ def run_episode(
     clock: None uses VirtualClock(config.latency, seed=config.latency_seed). With a
     RealTimeClock, an inference error or timeout ends the episode with `result.error` set and
     the arm holding its last command; with a VirtualClock runner errors propagate.
-    seed, reset_options: passed to env.reset (e.g. the planned start state).
+    seed, reset_options: passed to env.reset (e.g. the planned start state); seed also goes to
+    runner.reset(seed) when the runner has one (a sampling policy reseeds its noise).
     """
     if clock is None:
         clock = VirtualClock(config.latency, seed=config.latency_seed)
@@ -97,6 +98,9 @@ def run_episode(
     recorder = EpisodeRecorder(config.fps)
 
     observation, _ = env.reset(seed=seed, options=reset_options)
+    reset_runner = getattr(runner, "reset", None)  # optional: a sampling policy reseeds
+    if callable(reset_runner):
+        reset_runner(seed)
     check_observation(observation, runner)
     command = np.array(observation[STATE_KEY], dtype=np.float32)  # (D,) hold the start pose
     in_flight = False

@@ -31,6 +31,8 @@ class PolicyRunner(Protocol):
     control tick counted from the tick the observation was taken.
 
     A runner holds no chunk bookkeeping (queues, ensembling): that belongs to the control loop.
+    It may define reset(seed) (not required): the loop calls it at every episode start with
+    the episode's seed, so a policy that samples its chunk (flow matching) is reproducible.
     """
 
     @property

@@ -60,7 +60,9 @@ class OpenLoopArgs:
     before_grasp_s: tuple[float, ...] = (1.5, 0.67)
     """anchors: seconds before the first grasp (the episode start is always one)"""
     seed: int = 0
-    """seeds a sampling policy's noise (SmolVLA)"""
+    """seeds a sampling policy's noise (SmolVLA), per episode"""
+    noise_scale: float = 1.0
+    """flow-matching policies: scale of the initial noise (1 = SmolVLA's sampler)"""
     threads: int = 1
     out: Path | None = None
     """where open_loop.json and open_loop.png go (default: <checkpoint>/eval)"""
@@ -266,6 +268,8 @@ def open_loop(args: OpenLoopArgs, runner: ChunkRunner | None = None,
         for split, idx in chosen.items():
             for i in idx:
                 videos = {image_key(c): reader.video(i, c) for c in runner.camera_names}
+                if callable(getattr(runner, "reset", None)):
+                    runner.reset(args.seed * 1_000_003 + i)  # a sampling policy's noise
                 rec = episode_open_loop(runner, reader.frames(i), videos, reader.fps,
                                         args.before_grasp_s)  # fmt: skip
                 rec.update(episode=i, cluster=episodes[i].get("cluster_id"))
@@ -281,6 +285,7 @@ def open_loop(args: OpenLoopArgs, runner: ChunkRunner | None = None,
         "dataset": str(dataset),
         "fps": reader.fps,
         "before_grasp_s": list(args.before_grasp_s),
+        "noise_scale": args.noise_scale,
         "splits": summary,
         "verdict": verdict(summary),
         "plot": str(plot),
@@ -301,8 +306,7 @@ def _torch_runner(args: OpenLoopArgs):
     from edgevla.policies.runner import TorchPolicyRunner
 
     torch.set_num_threads(max(1, args.threads))
-    torch.manual_seed(args.seed)
-    return TorchPolicyRunner.from_checkpoint(args.checkpoint)
+    return TorchPolicyRunner.from_checkpoint(args.checkpoint, noise_scale=args.noise_scale)
 
 
 def run_open_loop(args: OpenLoopArgs) -> dict[str, Any]:

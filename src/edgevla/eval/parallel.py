@@ -25,6 +25,7 @@ class RunnerSpec:
     kind: str  # "checkpoint"
     path: Path
     threads: int = 1
+    noise_scale: float = 1.0  # a sampling policy's initial noise (TorchPolicyRunner)
 
     def build(self):
         if self.kind == "checkpoint":
@@ -33,7 +34,7 @@ class RunnerSpec:
             torch.set_num_threads(self.threads)
             from edgevla.policies.runner import TorchPolicyRunner
 
-            return TorchPolicyRunner.from_checkpoint(self.path)
+            return TorchPolicyRunner.from_checkpoint(self.path, noise_scale=self.noise_scale)
         raise ValueError(f"unknown runner kind {self.kind!r}")
 
 

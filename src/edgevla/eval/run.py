@@ -61,6 +61,8 @@ class EvalArgs:
     camera_turn_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     light_intensity: float = 1.0
     """perturbation: light intensity (1.0 = as recorded)"""
+    noise_scale: float = 1.0
+    """flow-matching policies: scale of the initial noise (1 = SmolVLA's sampler)"""
     label: str | None = None
     json: bool = False
 
@@ -135,7 +137,7 @@ def control_config(args: EvalArgs, mode: str, fps: float) -> ControlConfig:
 
 def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
     plan = Plan.load(args.plan)
-    spec = RunnerSpec("checkpoint", Path(args.checkpoint))
+    spec = RunnerSpec("checkpoint", Path(args.checkpoint), noise_scale=args.noise_scale)
     probe = spec.build()  # fail fast in this process on a bad checkpoint
     h, w = probe.image_hw
     offsets = ()
@@ -210,6 +212,7 @@ def evaluate(args: EvalArgs, quiet: bool = False) -> dict[str, Any]:
         "checkpoint": str(args.checkpoint),
         "plan": str(args.plan),
         "fps": scene.fps,
+        "noise_scale": args.noise_scale,
         "perturbation": {"camera_moved": args.camera_moved, "camera_shift_m": args.camera_shift_m,
                          "camera_turn_deg": args.camera_turn_deg, "light_intensity": args.light_intensity},
         "modes": {m: v["summary"] for m, v in per_mode.items()},

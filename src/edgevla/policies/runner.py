@@ -20,12 +20,35 @@ from edgevla.policies.factory import load_policy
 
 
 class TorchPolicyRunner:
-    """Runs a policy checkpoint on one observation at a time."""
+    """Runs a policy checkpoint on one observation at a time.
 
-    def __init__(self, policy: torch.nn.Module, normalizer: Normalizer, task: str = TASK):
+    A flow-matching policy (SmolVLA) starts each chunk from Gaussian noise. The runner draws it
+    from its own generator, seeded by reset(seed) at every episode, so an evaluation gives the
+    same figures whichever worker process runs an episode and in whatever order. noise_scale
+    multiplies that noise (1.0 = SmolVLA's sampler; below 1 the samples move toward the
+    conditional mean, trading diversity for precision); a deterministic policy (ACT) has none.
+    """
+
+    def __init__(
+        self,
+        policy: torch.nn.Module,
+        normalizer: Normalizer,
+        task: str = TASK,
+        noise_scale: float = 1.0,
+    ):
         self.policy = policy.eval()
         self.normalizer = normalizer
         self.task = task
+        self._samples = hasattr(policy, "sample_actions")
+        if not (noise_scale >= 0 and np.isfinite(noise_scale)):
+            raise ValueError(f"noise_scale {noise_scale} must be a finite number >= 0")
+        if noise_scale != 1.0 and not self._samples:
+            raise ValueError(
+                f"noise_scale={noise_scale} applies to a policy that samples its chunk (SmolVLA); "
+                f"{type(policy).__name__} predicts deterministically: leave it at 1"
+            )
+        self.noise_scale = float(noise_scale)
+        self._noise = torch.Generator().manual_seed(0)
         cfg = policy.config
         keys = [k for k in cfg.input_features if k.startswith("observation.images.")]
         self._camera_names = tuple(camera_of(k) for k in keys)
@@ -37,7 +60,7 @@ class TorchPolicyRunner:
 
     @classmethod
     def from_checkpoint(
-        cls, folder: str | Path, expected_type: str | None = None
+        cls, folder: str | Path, expected_type: str | None = None, noise_scale: float = 1.0
     ) -> TorchPolicyRunner:
         policy = load_policy(folder, expected_type)
         stats = load_checkpoint_stats(folder)
@@ -46,7 +69,13 @@ class TorchPolicyRunner:
                 f"{folder} has no normalisation statistics (normalization_stats.safetensors); "
                 "a checkpoint written by `edgevla train` has them"
             )
-        return cls(policy, Normalizer(stats, policy.config.normalization_modes()))
+        return cls(
+            policy, Normalizer(stats, policy.config.normalization_modes()), noise_scale=noise_scale
+        )
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: reseed the sampling noise (the control loop calls this)."""
+        self._noise.manual_seed(0 if seed is None else int(seed))
 
     @property
     def chunk_size(self) -> int:
@@ -82,7 +111,12 @@ class TorchPolicyRunner:
     @torch.no_grad()
     def predict_chunk(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         batch = self.normalizer.normalize(self._batch(observation))
-        chunk = self.policy.predict_action_chunk(batch)  # (1, C, A) normalised
+        if self._samples:
+            cfg = self.policy.config
+            noise = torch.randn((1, cfg.chunk_size, cfg.max_action_dim), generator=self._noise)
+            chunk = self.policy.predict_action_chunk(batch, noise=noise * self.noise_scale)
+        else:
+            chunk = self.policy.predict_action_chunk(batch)  # (1, C, A) normalised
         chunk = self.normalizer.unnormalize({ACTION_KEY: chunk})[ACTION_KEY]
         return chunk[0].numpy().astype(np.float32)
 

@@ -40,6 +40,8 @@ class SelectArgs:
     """evaluate every N-th checkpoint (the last one always)"""
     from_step: int = 0
     """skip checkpoints before this step (early ones rarely win and each costs a full eval)"""
+    noise_scale: float = 1.0
+    """flow-matching policies: scale of the initial noise (1 = SmolVLA's sampler)"""
     json: bool = False
 
 
@@ -100,7 +102,7 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
         res = evaluate(
             EvalArgs(checkpoint=ckpt, plan=args.plan, threshold=args.threshold, aggregate=args.aggregate,
                      latency=args.latency, episodes=args.episodes, workers=args.workers, fps=fps,
-                     episode_time_s=args.episode_time_s,
+                     episode_time_s=args.episode_time_s, noise_scale=args.noise_scale,
                      label=ckpt.name),
             quiet=args.json,
         )  # fmt: skip
