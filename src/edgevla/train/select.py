@@ -127,6 +127,8 @@ def run_select(args: SelectArgs) -> dict[str, Any]:
     result = {
         "run": str(args.run),
         "fps": fps,
+        "threshold": args.threshold,
+        "noise_scale": args.noise_scale,
         "chosen": best,
         "lowest_val_loss": lowest_loss,
         "ranked": sorted(rows, key=rank_key, reverse=True),
