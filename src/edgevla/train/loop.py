@@ -10,8 +10,9 @@
 A checkpoint holds the policy in LeRobot's layout (config.json, model.safetensors,
 normalization_stats.safetensors) and training_state.pt (step, optimizer, scheduler and RNG
 states). With --ema-decay the saved model is the moving average of the weights (what select
-and eval should run) and training_state.pt also holds the raw weights. Since batches and augmentation are functions of (seed, step), `--resume` continues
-bit-for-bit: the same losses as a run that was never interrupted.
+and eval should run) and training_state.pt also holds the raw weights. Since batches and
+augmentation are functions of (seed, step), `--resume` continues bit-for-bit: the same losses
+as a run that was never interrupted.
 
 The model step (`train_step`) takes the policy, optimizer and batch and touches no global
 state besides torch's RNG, so DDP or Accelerate can wrap it: give each rank its own slice of
