@@ -307,12 +307,10 @@ def open_loop(args: OpenLoopArgs, runner: ChunkRunner | None = None,
 
 
 def _torch_runner(args: OpenLoopArgs):
-    import torch
+    from edgevla.eval.parallel import RunnerSpec
 
-    from edgevla.policies.runner import TorchPolicyRunner
-
-    torch.set_num_threads(max(1, args.threads))
-    return TorchPolicyRunner.from_checkpoint(args.checkpoint, noise_scale=args.noise_scale)
+    return RunnerSpec("checkpoint", Path(args.checkpoint), max(1, args.threads),
+                      args.noise_scale).build()  # fmt: skip
 
 
 def run_open_loop(args: OpenLoopArgs) -> dict[str, Any]:
