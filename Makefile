@@ -8,12 +8,12 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check 
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: demo test test-fast lint format bench clean
+.PHONY: demo test test-runtime lint format bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt packages/edgevla-runtime/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
-	$(PIP_INSTALL) -e ".[dev]"
+	$(PIP_INSTALL) -e packages/edgevla-runtime -e ".[dev]"
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,16 +22,24 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The board package alone: a throw-away venv with numpy and pytest only (no torch, MuJoCo,
+# matplotlib), so an import of them sneaking into the runtime fails here.
+test-runtime:
+	rm -rf .venv-runtime && $(PYTHON) -m venv .venv-runtime
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check ./packages/edgevla-runtime pytest
+	cd packages/edgevla-runtime && ../../.venv-runtime/bin/python -m pytest -q -p no:cacheprovider tests
+	rm -rf .venv-runtime
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks packages
+	$(BIN)/ruff format --check src tests benchmarks packages
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks packages
+	$(BIN)/ruff check --fix src tests benchmarks packages
 
 bench: $(STAMP)
 	$(BIN)/edgevla sim bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache outputs
+	rm -rf $(VENV) .venv-runtime .pytest_cache outputs

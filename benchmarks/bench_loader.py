@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from edgevla_runtime.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY, image_key
 from torch.utils.data import DataLoader
 
 from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter
 from edgevla.dataset.torch_dataset import ActionChunkDataset
 from edgevla.dataset.video import VideoSettings
-from edgevla.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY, image_key
 
 
 def synthetic_episode(rng: np.random.Generator, length: int, hw: tuple[int, int]) -> dict:

@@ -1,14 +1,18 @@
 """edgevla: from recorded demonstrations to real-time robot control on an embedded CPU.
 
-The pipeline flows one way: sim -> dataset -> train -> deploy -> control/eval.
+The pipeline flows one way: sim -> dataset -> train -> deploy -> control/eval. The board-side
+part (data contract, PolicyRunner, action queue, schedules, control loop) is the separate
+`edgevla_runtime` package, which this one depends on.
+
+Importing edgevla registers the simulated task with gymnasium, as gymnasium packages do, so
+`gym.make("edgevla/TeaBagMug-v0")` works after `import edgevla` (MuJoCo loads only on make).
 """
 
-import os
-
-# MuJoCo renders offscreen. EGL works headless (Mesa llvmpipe on a CPU-only machine, the
-# vendor driver on a GPU one); a user who set MUJOCO_GL (osmesa, glfw) keeps their choice.
-os.environ.setdefault("MUJOCO_GL", "egl")
-if os.environ["MUJOCO_GL"] == "egl":
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+import gymnasium
 
 __version__ = "0.1.0"
+
+ENV_ID = "edgevla/TeaBagMug-v0"
+
+if ENV_ID not in gymnasium.registry:
+    gymnasium.register(id=ENV_ID, entry_point="edgevla.sim.env:TeaBagMugEnv")

@@ -1,128 +1,112 @@
-"""The `edgevla` command line: thin. Each command is a dataclass of arguments (parsed by tyro)
-and one function that takes it. Commands are looked up by their words, e.g. `edgevla sim bench`.
+"""The `edgevla` command line: thin. It maps command words to modules of `edgevla.commands`
+(each an `Args` dataclass parsed by tyro and a `run(args) -> exit status`), and is the one
+place where errors become one line on stderr:
+
+    0    done
+    1    ran, and the answer is no (a budget that does not fit, an audit that fails)
+    2    bad input or usage: the line says what is wrong, which file or flag, and what to do
+    3    an internal error (a bug): rerun with --debug for the traceback
+    130  interrupted (Ctrl-C); finished work is kept
+
+`--debug` anywhere on the line (or EDGEVLA_DEBUG=1) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-# command words -> (module, Args dataclass name, function name, one-line help)
-COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
-    ("demo",): ("edgevla.demo", "DemoArgs", "run", "run the whole pipeline as far as it is built"),
-    ("bench", "async"): (
-        "edgevla.eval.async_bench",
-        "AsyncBenchArgs",
-        "run_async_bench",
-        "sync vs async vs auto at the paper's latencies (virtual clock)",
-    ),
-    ("sim", "bench"): (
-        "edgevla.sim.bench",
-        "SimBenchArgs",
-        "run",
-        "environment steps/s and expert success rate",
-    ),
-    ("sim", "snapshot"): (
-        "edgevla.sim.snapshot",
-        "SnapshotArgs",
-        "run",
-        "PNG of the camera views (and an expert rollout)",
-    ),
-    ("plan",): (
-        "edgevla.dataset.plan",
-        "PlanArgs",
-        "run_plan",
-        "draw a recording plan: clusters, starts, recovery, held-out cluster, eval sets",
-    ),
-    ("record",): (
-        "edgevla.dataset.record",
-        "RecordArgs",
-        "run_record",
-        "record the expert through a plan into a LeRobot v3 dataset (crash-safe)",
-    ),
-    ("audit",): (
-        "edgevla.dataset.audit",
-        "AuditArgs",
-        "run_audit",
-        "audit a dataset: coverage, camera consistency, lighting, contrast, integrity, no cheating",
-    ),
-    ("train",): (
-        "edgevla.train.loop",
-        "TrainArgs",
-        "run_train",
-        "train ACT or the SmolVLA-architecture VLA; checkpoints, val loss, --resume",
-    ),
-    ("pretrain",): (
-        "edgevla.train.pretrain",
-        "PretrainArgs",
-        "run_pretrain",
-        "pre-train ACT's ResNet trunk on labelled simulation frames (no ImageNet here)",
-    ),
-    ("select",): (
-        "edgevla.train.select",
-        "SelectArgs",
-        "run_select",
-        "choose a run's checkpoint by closed-loop success on Test/Val",
-    ),
-    ("eval",): (
-        "edgevla.eval.run",
-        "EvalArgs",
-        "run_eval",
-        "closed-loop success on the plan's Test/Val/Global positions, sync vs async",
-    ),
-    ("eval", "open-loop"): (
-        "edgevla.eval.open_loop",
-        "OpenLoopArgs",
-        "run_open_loop",
-        "predicted chunks vs recorded actions on train / val episodes (fit vs generalisation)",
-    ),
-    ("schedule",): (
-        "edgevla.control.schedule",
-        "ScheduleArgs",
-        "run_schedule",
-        "does T_inference < T_execution hold for a latency, fps, chunk, threshold",
-    ),
-}
+from edgevla.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    USER_ERRORS,
+    one_line,
+)
+
+# command words -> (module in edgevla.commands, one-line help)
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("demo",): ("demo", "run the whole pipeline as far as it is built"),
+    ("plan",): ("plan", "draw a recording plan: clusters, starts, recovery, held-out cluster, eval sets"),
+    ("record",): ("record", "record the expert through a plan into a LeRobot v3 dataset (crash-safe)"),
+    ("audit",): ("audit", "audit a dataset: coverage, camera consistency, lighting, contrast, integrity, no cheating"),
+    ("pretrain",): ("pretrain", "pre-train a policy's vision part on labelled simulation frames (no ImageNet here)"),
+    ("train",): ("train", "train ACT or the SmolVLA-architecture VLA; checkpoints, val loss, --resume"),
+    ("select",): ("select", "choose a run's checkpoint by closed-loop success on Test/Val"),
+    ("eval",): ("eval", "closed-loop success on the plan's Test/Val/Global positions, sync vs async"),
+    ("eval", "open-loop"): ("open_loop", "predicted chunks vs recorded actions on train / val episodes (fit vs generalisation)"),
+    ("schedule",): ("schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
+    ("bench", "async"): ("bench_async", "sync vs async vs auto at the paper's latencies (virtual clock)"),
+    ("sim", "bench"): ("sim_bench", "environment steps/s and expert success rate"),
+    ("sim", "snapshot"): ("sim_snapshot", "PNG of the camera views (and an expert rollout)"),
+}  # fmt: skip
 
 
-def _usage() -> str:
+def usage() -> str:
     lines = [
-        "usage: edgevla COMMAND [ARGS]  (edgevla COMMAND --help for its arguments)",
+        "usage: edgevla [--debug] COMMAND [ARGS]  (edgevla COMMAND --help for its arguments)",
         "",
         "commands:",
     ]
     width = max(len(" ".join(k)) for k in COMMANDS)
-    for words, (_, _, _, help_) in COMMANDS.items():
+    for words, (_, help_) in COMMANDS.items():
         lines.append(f"  {' '.join(words):<{width}}  {help_}")
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import tyro
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    match = None
+def resolve(argv: Sequence[str]) -> tuple[tuple[str, ...], list[str]] | None:
+    """(command words, the rest of the arguments), longest match first; None if no command."""
     for n in (2, 1):
         if tuple(argv[:n]) in COMMANDS:
-            match = tuple(argv[:n])
-            break
-    if match is None:
-        print(_usage(), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    module_name, args_name, fn_name, help_ = COMMANDS[match]
-    module = importlib.import_module(module_name)
-    args_type = getattr(module, args_name)
-    args = tyro.cli(
-        args_type, args=argv[len(match) :], prog=f"edgevla {' '.join(match)}", description=help_
-    )
-    result = getattr(module, fn_name)(args)
-    code = (
-        getattr(result, "exit_code", None)
-        if not isinstance(result, dict)
-        else result.get("exit_code")
-    )
-    return int(code or 0)
+            return tuple(argv[:n]), list(argv[n:])
+    return None
+
+
+def load(words: tuple[str, ...]):
+    """The command's module: it has `Args` and `run(args) -> int`."""
+    return importlib.import_module(f"edgevla.commands.{COMMANDS[words][0]}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("EDGEVLA_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    found = resolve(argv)
+    if found is None:
+        asked_for_help = not argv or argv[0] in ("-h", "--help")
+        print(usage(), file=sys.stdout if asked_for_help else sys.stderr)
+        if not asked_for_help:
+            print(f"edgevla: unknown command {argv[0]!r}", file=sys.stderr)
+        return 0 if asked_for_help else EXIT_BAD_INPUT
+    words, rest = found
+    name = f"edgevla {' '.join(words)}"
+    try:
+        import tyro
+
+        module = load(words)
+        args = tyro.cli(module.Args, args=rest, prog=name, description=COMMANDS[words][1])
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{name}: interrupted; finished work is kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_BAD_INPUT)
+    except Exception as exc:  # a bug: one line, and how to see more
+        if debug:
+            raise
+        print(
+            f"{name}: internal error: {type(exc).__name__}: {one_line(exc)} "
+            "(rerun with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

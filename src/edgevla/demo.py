@@ -46,7 +46,8 @@ def _stage(title: str, quiet: bool) -> None:
 
 
 def run(args: DemoArgs) -> dict[str, Any]:
-    from edgevla.control.schedule import check_budget
+    from edgevla_runtime.control.schedule import check_budget
+
     from edgevla.dataset.audit import AuditArgs, AuditConfig, run_audit
     from edgevla.dataset.plan import PlanArgs, PlanConfig, run_plan
     from edgevla.dataset.record import RecordArgs, run_record

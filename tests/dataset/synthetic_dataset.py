@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from edgevla.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY, image_key
+from edgevla_runtime.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY, image_key
 
 # ../shared/reference beside the checkout (CI clones next to shared/); EDGEVLA_REFERENCE overrides.
 GOLDEN_ROOT = str(

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY, image_key
 
 from edgevla.cli import main
 from edgevla.dataset.audit import AuditArgs, AuditConfig, run_audit
@@ -32,7 +33,6 @@ from edgevla.dataset.record import (
     run_record,
     scene_calibration,
 )
-from edgevla.features import ACTION_KEY, STATE_KEY, image_key
 from edgevla.sim.env import TeaBagMugEnv
 from edgevla.sim.expert import ScriptedExpert
 from edgevla.sim.scene import CameraOffset, SceneConfig

@@ -9,12 +9,12 @@ import time
 
 import numpy as np
 import pytest
+from edgevla_runtime.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY
 
 from edgevla.cli import main
 from edgevla.dataset.plan import PlanConfig, make_plan
 from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.dataset.record import EPISODE_COLUMNS, CalibrationMismatch, RecordArgs, run_record
-from edgevla.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY
 from edgevla.sim.env import TeaBagMugEnv
 
 SMALL = PlanConfig(

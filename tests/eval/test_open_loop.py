@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from edgevla_runtime.features import CAMERA_NAMES, STATE_KEY
 
 from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.eval.open_loop import (
@@ -16,7 +17,6 @@ from edgevla.eval.open_loop import (
     pick_episodes,
     run_open_loop,
 )
-from edgevla.features import CAMERA_NAMES, STATE_KEY
 from edgevla.sim.outcome import CLOSING_GAP_M, OPEN_GAP_M
 from edgevla.sim.scene import gripper_angle_for_gap
 

@@ -3,8 +3,8 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from edgevla_runtime.features import ACTION_DIM, CAMERA_NAMES, STATE_KEY, image_key
 
-from edgevla.features import ACTION_DIM, CAMERA_NAMES, STATE_KEY, image_key
 from edgevla.sim.env import StartState, TeaBagMugEnv, register
 from edgevla.sim.scene import BAG_HALF_SIZE, JOINT_LIMITS, MUG_POS, SceneConfig
 

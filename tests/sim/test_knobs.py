@@ -3,8 +3,8 @@
 import mujoco
 import numpy as np
 import pytest
+from edgevla_runtime.features import image_key
 
-from edgevla.features import image_key
 from edgevla.sim.env import StartState, TeaBagMugEnv
 from edgevla.sim.scene import CameraOffset, SceneConfig
 

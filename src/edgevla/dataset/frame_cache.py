@@ -26,9 +26,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from edgevla_runtime.features import camera_of
 
 from edgevla.dataset.reader import LeRobotDatasetReader
-from edgevla.features import camera_of
 
 
 def dataset_key(reader: LeRobotDatasetReader) -> str:

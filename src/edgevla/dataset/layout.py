@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from edgevla.dataset.stats import QUANTILE_KEYS
-from edgevla.dataset.video import VideoSettings
-from edgevla.features import (
+from edgevla_runtime.features import (
     ACTION_KEY,
     CAMERA_NAMES,
     JOINT_FEATURE_NAMES,
     STATE_KEY,
     image_key,
 )
+
+from edgevla.dataset.stats import QUANTILE_KEYS
+from edgevla.dataset.video import VideoSettings
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000

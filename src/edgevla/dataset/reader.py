@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from edgevla_runtime.features import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY, camera_of, image_key
 
 from edgevla.dataset import layout, stats
 from edgevla.dataset.layout import DatasetFormatError
 from edgevla.dataset.video import VideoError, decode_video, probe_video
-from edgevla.features import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY, camera_of, image_key
 
 _REQUIRED_INFO = ("codebase_version", "fps", "features", "total_episodes", "total_frames")
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY, image_key
 
 from edgevla.console import console, emit_json, progress, table
 from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter
 from edgevla.dataset.plan import Plan, PlannedEpisode
 from edgevla.dataset.video import VideoSettings
-from edgevla.features import ACTION_KEY, STATE_KEY, image_key
 from edgevla.sim.env import TeaBagMugEnv
 from edgevla.sim.expert import ActionNoise, ScriptedExpert, rollout_expert
 from edgevla.sim.kinematics import UnreachableError

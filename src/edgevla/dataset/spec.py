@@ -13,11 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from edgevla.dataset import layout
-from edgevla.dataset.layout import DatasetFormatError
-from edgevla.dataset.video import VideoSettings
-from edgevla.features import (
+from edgevla_runtime.features import (
     ACTION_KEY,
     CAMERA_NAMES,
     DEFAULT_FPS,
@@ -30,6 +26,10 @@ from edgevla.features import (
     camera_of,
     image_key,
 )
+
+from edgevla.dataset import layout
+from edgevla.dataset.layout import DatasetFormatError
+from edgevla.dataset.video import VideoSettings
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY
 
 from edgevla.dataset import layout, stats
 from edgevla.dataset.spec import DatasetSpec
 from edgevla.dataset.video import encode_video, probe_video
-from edgevla.features import ACTION_KEY, STATE_KEY
 
 TMP_DIR = f"{layout.STAGING_DIR}/tmp"
 LOCK_PATH = f"{layout.STAGING_DIR}/LOCK"

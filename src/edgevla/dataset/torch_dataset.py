@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY, image_key
 from torch.utils.data import Dataset
 
 from edgevla.dataset import stats as dstats
 from edgevla.dataset.frame_cache import FrameCache
 from edgevla.dataset.reader import LeRobotDatasetReader
-from edgevla.features import ACTION_KEY, STATE_KEY, image_key
 from edgevla.policies.common.normalize import Stats, load_stats, stats_from_json
 
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgevla_runtime.control.schedule import check_budget
+
 from edgevla.console import console, emit_json, table
-from edgevla.control.schedule import check_budget
 from edgevla.eval.run import EvalArgs, evaluate, policy_rate
 
 

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from edgevla_runtime.features import MOTOR_NAMES, STATE_KEY, image_key
 
 from edgevla.console import console, emit_json, progress, table
-from edgevla.features import MOTOR_NAMES, STATE_KEY, image_key
 from edgevla.sim.outcome import CLOSING_GAP_M, OPEN_GAP_M
 from edgevla.sim.scene import gripper_gap
 

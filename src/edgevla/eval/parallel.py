@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgevla.control.config import ControlConfig
+from edgevla_runtime.control.config import ControlConfig
+
 from edgevla.eval.protocol import EvalEpisode
 
 
@@ -97,7 +98,7 @@ class _Observed:
 
 
 def _run_one(episode: EvalEpisode, control: ControlConfig) -> dict[str, Any]:
-    from edgevla.control.loop import run_episode
+    from edgevla_runtime.control.loop import run_episode
 
     env, runner = _worker["env"], _worker["runner"]
     _check_compatible(runner, env, control)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgevla_runtime.control.metrics import EpisodeResult
 
 from edgevla.dataset.plan import Plan, draw_workspace
 from edgevla.eval.parallel import iter_sets
@@ -184,3 +185,45 @@ def fmt_rate(x: float | None) -> str:
 
 def fmt_s(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f} s"
+
+
+def plot_queue_size(
+    result: EpisodeResult, path: str | Path, chunk_size: int | None = None, title: str = ""
+) -> Path:
+    """Write a PNG of the queue size per tick, with requests, arrivals and the trigger level.
+
+    Reading it: a saw-tooth that never touches zero is healthy async control; flat stretches at
+    zero are underruns (async) or waits (sync); the dotted line is where requests are sent.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(len(result.queue_sizes)) / result.fps  # (T,) seconds
+    fig = Figure(figsize=(8, 3.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.step(t, result.queue_sizes, where="post", lw=1.2, label="queue size")
+    trig = np.asarray(result.trigger_sizes, dtype=np.float64)
+    if trig.size and np.isfinite(trig).any():
+        ax.step(t, trig, where="post", ls=":", c="0.4", lw=1.0, label="request trigger")
+    for i, tick in enumerate(result.request_ticks):
+        ax.axvline(tick / result.fps, c="tab:orange", lw=0.6, alpha=0.6,
+                   label="request" if i == 0 else None)  # fmt: skip
+    for i, tick in enumerate(result.arrival_ticks):
+        ax.axvline(tick / result.fps, c="tab:green", lw=0.6, alpha=0.6, ls="--",
+                   label="arrival" if i == 0 else None)  # fmt: skip
+    if chunk_size:
+        ax.set_ylim(0, chunk_size * 1.05)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("queued actions")
+    ax.set_title(
+        title
+        or f"idle {result.idle_fraction:.0%}, underruns {result.underruns}, "
+        f"p95 latency {result.latency_p95_s:.3f} s"
+    )
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from edgevla_runtime.control.config import ControlConfig
+from edgevla_runtime.control.metrics import EpisodeResult
+from edgevla_runtime.features import DEFAULT_FPS
+
 from edgevla.console import console, emit_json, err_console, progress, table
-from edgevla.control.config import ControlConfig
-from edgevla.control.metrics import EpisodeResult, plot_queue_size
 from edgevla.dataset.plan import Plan
 from edgevla.eval.parallel import EnvSpec, RunnerSpec, run_parallel
 from edgevla.eval.protocol import eval_episodes, positions_seen_in_training
@@ -27,9 +29,9 @@ from edgevla.eval.report import (
     fmt_s,
     plot_cluster_map,
     plot_first_grasps,
+    plot_queue_size,
     summarise,
 )
-from edgevla.features import DEFAULT_FPS
 from edgevla.sim.scene import CameraOffset, SceneConfig
 
 

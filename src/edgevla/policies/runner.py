@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY, TASK, camera_of, image_key
+from edgevla_runtime.observation import check_observation
 
-from edgevla.features import ACTION_KEY, STATE_KEY, TASK, camera_of, image_key
-from edgevla.observation import check_observation
 from edgevla.policies.checkpoint import load_checkpoint_stats
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import load_policy

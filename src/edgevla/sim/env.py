@@ -1,6 +1,6 @@
 """Gymnasium environment for "Put the tea bag in the mug." (id `edgevla/TeaBagMug-v0`).
 
-Observation (dict; the data contract of edgevla.features):
+Observation (dict; the data contract of edgevla_runtime.features):
     "observation.state"          float32 (6,)      joint positions, radians, MOTOR_NAMES order
     "observation.images.<cam>"   uint8 (H, W, 3)   one per configured camera
 Action: float32 (6,) joint position targets, same order and units. Targets outside the joint
@@ -23,8 +23,8 @@ from typing import Any, Literal
 import gymnasium as gym
 import mujoco
 import numpy as np
+from edgevla_runtime.features import ACTION_DIM, MOTOR_NAMES, STATE_KEY, image_key
 
-from edgevla.features import ACTION_DIM, MOTOR_NAMES, STATE_KEY, image_key
 from edgevla.sim.kinematics import UnreachableError, reachable_tilts
 from edgevla.sim.scene import (
     BAG_HALF_SIZE,

@@ -22,8 +22,13 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from edgevla.features import CAMERA_NAMES, DEFAULT_FPS, DEFAULT_IMAGE_HW, MAX_IMAGE_HW, MIN_IMAGE_HW
+from edgevla_runtime.features import (
+    CAMERA_NAMES,
+    DEFAULT_FPS,
+    DEFAULT_IMAGE_HW,
+    MAX_IMAGE_HW,
+    MIN_IMAGE_HW,
+)
 
 # --- arm dimensions (SO-101) ---------------------------------------------------------------
 SHOULDER_OFFSET_X = 0.030  # pan axis to shoulder-lift axis, horizontally

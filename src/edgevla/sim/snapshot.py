@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from edgevla_runtime.features import image_key
 
 from edgevla.console import console, emit_json
-from edgevla.features import image_key
 from edgevla.sim.env import TeaBagMugEnv
 from edgevla.sim.expert import ScriptedExpert, rollout_expert
 from edgevla.sim.scene import SceneConfig

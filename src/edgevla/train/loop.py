@@ -33,12 +33,12 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import tyro
+from edgevla_runtime.features import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY
 
 from edgevla.console import console, emit_json, progress, table
 from edgevla.dataset.frame_cache import FrameCache
 from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.dataset.torch_dataset import ActionChunkDataset
-from edgevla.features import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY
 from edgevla.policies.checkpoint import TRAIN_INFO_FILE
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import policy_class

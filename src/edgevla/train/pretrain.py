@@ -40,11 +40,11 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 import tyro
+from edgevla_runtime.features import MOTOR_NAMES, image_key
 from torch import Tensor, nn
 
 from edgevla.console import console, emit_json, progress, table
 from edgevla.dataset.reader import LeRobotDatasetReader
-from edgevla.features import MOTOR_NAMES, image_key
 from edgevla.policies.common.normalize import Normalizer, load_stats
 from edgevla.sim.kinematics import forward_tcp
 from edgevla.sim.scene import BAG_HALF_SIZE, MUG_HEIGHT, MUG_INNER_RADIUS, MUG_POS, SceneConfig

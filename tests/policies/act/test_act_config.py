@@ -6,8 +6,8 @@ import dataclasses
 import json
 
 import pytest
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY, image_key
 
-from edgevla.features import ACTION_KEY, STATE_KEY, image_key
 from edgevla.policies.act.config import (
     ACTConfig,
     FeatureType,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY
 from safetensors.torch import load_file
 
-from edgevla.features import ACTION_KEY, STATE_KEY
 from edgevla.policies.act.config import ACTConfig, FeatureType, PolicyFeature, default_features
 from edgevla.policies.act.model import ACTION_IS_PAD_KEY, ACTPolicy, sinusoidal_1d
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from edgevla_runtime.features import image_key
 
-from edgevla.features import image_key
 from edgevla.policies.smolvla.config import SmolVLAConfig
 
 

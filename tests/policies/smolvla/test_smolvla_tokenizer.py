@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from edgevla_runtime.features import TASK
 
-from edgevla.features import TASK
 from edgevla.policies.smolvla.tokenizer import ByteTokenizer
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import tyro
-
-from edgevla.features import CAMERA_NAMES
+from edgevla_runtime.features import CAMERA_NAMES
 
 
 @dataclass(frozen=True)

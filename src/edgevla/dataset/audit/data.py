@@ -18,12 +18,12 @@ from typing import Any
 import av
 import numpy as np
 import pyarrow.parquet as pq
+from edgevla_runtime.features import camera_of, image_key
 
 from edgevla.dataset import layout
 from edgevla.dataset.layout import DatasetFormatError
 from edgevla.dataset.reader import LeRobotDatasetReader
 from edgevla.dataset.video import VideoError, decode_video
-from edgevla.features import camera_of, image_key
 
 
 class _DeferredVideoReader(LeRobotDatasetReader):

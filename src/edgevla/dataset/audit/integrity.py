@@ -4,12 +4,12 @@ cheating" (does the dataset hold only what the policy will see at run time?)."""
 from __future__ import annotations
 
 import numpy as np
+from edgevla_runtime.features import ACTION_KEY, IMAGE_KEY_PREFIX, MOTOR_NAMES, STATE_KEY, image_key
 
 from edgevla.dataset import layout
 from edgevla.dataset.audit.config import AuditConfig
 from edgevla.dataset.audit.data import AuditData
 from edgevla.dataset.audit.findings import Finding, episode_list
-from edgevla.features import ACTION_KEY, IMAGE_KEY_PREFIX, MOTOR_NAMES, STATE_KEY, image_key
 from edgevla.sim.scene import JOINT_LIMITS
 
 INTEGRITY = "integrity"

@@ -18,12 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from edgevla_runtime.features import MOTOR_NAMES
 
 from edgevla.dataset.audit.config import AuditConfig
 from edgevla.dataset.audit.data import AuditData
 from edgevla.dataset.audit.findings import Finding, episode_list
 from edgevla.dataset.audit.imaging import align, blur, gradient_magnitude, luma
-from edgevla.features import MOTOR_NAMES
 
 CONSISTENCY, LIGHTING, CONTRAST = "camera consistency", "lighting", "contrast"
 MIN_REFERENCE_EPISODES = 3  # a median of fewer is not a reference

@@ -11,8 +11,8 @@ import argparse
 import time
 
 import torch
+from edgevla_runtime.features import ACTION_KEY
 
-from edgevla.features import ACTION_KEY
 from edgevla.policies.act.config import ACTConfig, act_edge_preset, default_features
 from edgevla.policies.act.model import ACTION_IS_PAD_KEY, ACTPolicy
 

@@ -27,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from edgevla.features import (
+from edgevla_runtime.features import (
     ACTION_DIM,
     ACTION_KEY,
     CAMERA_NAMES,
@@ -37,6 +37,7 @@ from edgevla.features import (
     STATE_KEY,
     image_key,
 )
+
 from edgevla.policies.act.resnet import parse_backbone
 from edgevla.policies.common.normalize import NormalizationMode
 

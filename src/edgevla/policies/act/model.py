@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from edgevla_runtime.features import ACTION_KEY
 from torch import Tensor, nn
 
-from edgevla.features import ACTION_KEY
 from edgevla.policies import checkpoint
 from edgevla.policies.act.config import POLICY_TYPE, ACTConfig
 from edgevla.policies.act.resnet import ResNet

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from edgevla.features import (
+from edgevla_runtime.features import (
     ACTION_DIM,
     ACTION_KEY,
     CAMERA_NAMES,
@@ -30,6 +30,7 @@ from edgevla.features import (
     STATE_KEY,
     image_key,
 )
+
 from edgevla.policies.common.normalize import NormalizationMode
 from edgevla.policies.smolvla.tokenizer import ByteTokenizer
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY
 from torch import Tensor, nn
 
-from edgevla.features import ACTION_KEY, STATE_KEY
 from edgevla.policies import checkpoint
 from edgevla.policies.common.flow_matching import (
     euler_sample,

@@ -1,0 +1,15 @@
+"""`edgevla bench async` (arguments and printing still live in edgevla.eval.async_bench; moving here)."""
+
+from __future__ import annotations
+
+from edgevla.eval.async_bench import AsyncBenchArgs as Args
+from edgevla.eval.async_bench import run_async_bench as _run
+
+
+def run(args: Args) -> int:
+    result = _run(args)
+    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
+    return int(code or 0)
+
+
+__all__ = ["Args", "run"]

@@ -1,0 +1,15 @@
+"""`edgevla sim snapshot` (arguments and printing still live in edgevla.sim.snapshot; moving here)."""
+
+from __future__ import annotations
+
+from edgevla.sim.snapshot import SnapshotArgs as Args
+from edgevla.sim.snapshot import run as _run
+
+
+def run(args: Args) -> int:
+    result = _run(args)
+    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
+    return int(code or 0)
+
+
+__all__ = ["Args", "run"]
