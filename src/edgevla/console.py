@@ -77,3 +77,23 @@ def progress(quiet: bool = False):
     )
     with p:
         yield p
+
+
+@contextmanager
+def progress_bar(quiet: bool = False):
+    """A rich progress bar driven by domain code's ProgressEvents: yields a ProgressFn.
+
+    One bar per task name, created on its first event."""
+    from edgevla.progress import ProgressEvent
+
+    with progress(quiet) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(event: ProgressEvent) -> None:
+            if event.task not in tasks:
+                tasks[event.task] = bar.add_task(event.task, total=event.total, status="")
+            bar.update(
+                tasks[event.task], completed=event.done, total=event.total, status=event.status
+            )
+
+        yield report
