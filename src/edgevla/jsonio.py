@@ -45,7 +45,7 @@ def read_json(path: str | Path, what: str, expect: type = dict, fix: str = "") -
         ) from e
     if expect is not None and not isinstance(data, expect):
         raise BadInput(
-            f"{what} should hold a JSON {_json_type(expect)}, found {_json_type(type(data))}{hint}",
+            f"{what} should hold {_json_type(expect)} (JSON), found {_json_type(type(data))}{hint}",
             path=path,
         )
     return data
