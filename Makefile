@@ -39,7 +39,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks packages
 
 bench: $(STAMP)
-	$(BIN)/edgevla sim bench
+	$(BIN)/edgevla bench sim
 
 clean:
 	rm -rf $(VENV) .venv-runtime .pytest_cache outputs

@@ -39,9 +39,11 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("eval", "open-loop"): ("open_loop", "predicted chunks vs recorded actions on train / val episodes (fit vs generalisation)"),
     ("schedule",): ("schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
     ("bench", "async"): ("bench_async", "sync vs async vs auto at the paper's latencies (virtual clock)"),
-    ("sim", "bench"): ("sim_bench", "environment steps/s and expert success rate"),
+    ("bench", "sim"): ("sim_bench", "environment steps/s (physics + 3 cameras) and the expert's success rate"),
     ("sim", "snapshot"): ("sim_snapshot", "PNG of the camera views (and an expert rollout)"),
 }  # fmt: skip
+# Older spellings that still work (not listed in the usage).
+ALIASES: dict[tuple[str, ...], tuple[str, ...]] = {("sim", "bench"): ("bench", "sim")}
 
 
 def usage() -> str:
@@ -59,8 +61,9 @@ def usage() -> str:
 def resolve(argv: Sequence[str]) -> tuple[tuple[str, ...], list[str]] | None:
     """(command words, the rest of the arguments), longest match first; None if no command."""
     for n in (2, 1):
-        if tuple(argv[:n]) in COMMANDS:
-            return tuple(argv[:n]), list(argv[n:])
+        words = ALIASES.get(tuple(argv[:n]), tuple(argv[:n]))
+        if words in COMMANDS:
+            return words, list(argv[n:])
     return None
 
 

@@ -1,15 +1,29 @@
-"""`edgevla sim snapshot` (arguments and printing still live in edgevla.sim.snapshot; moving here)."""
+"""`edgevla sim snapshot`: PNGs of the camera views (and an expert rollout strip)."""
 
 from __future__ import annotations
 
-from edgevla.sim.snapshot import SnapshotArgs as Args
-from edgevla.sim.snapshot import run as _run
+from dataclasses import dataclass, fields
+
+from edgevla.console import console, emit_json
+from edgevla.sim.snapshot import SnapshotConfig, snapshot
+
+
+@dataclass(frozen=True)
+class Args(SnapshotConfig):
+    """Write PNGs of the camera views (and an expert rollout strip with --episode)."""
+
+    json: bool = False
+
+    def __post_init__(self) -> None:
+        """Checked when run() builds the SnapshotConfig, so a bad value is one line (exit 2)."""
 
 
 def run(args: Args) -> int:
-    result = _run(args)
-    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
-    return int(code or 0)
-
-
-__all__ = ["Args", "run"]
+    config = SnapshotConfig(**{f.name: getattr(args, f.name) for f in fields(SnapshotConfig)})
+    result = snapshot(config)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        for path in result.files:
+            console.print(f"wrote {path}")
+    return 0

@@ -1,5 +1,5 @@
-"""`edgevla sim bench`: environment speed (physics + every camera render) and the scripted
-expert's success rate over seeded starts spread over the whole workspace.
+"""Environment speed (physics + every camera render) and the scripted expert's success rate
+over seeded starts spread over the whole workspace (`edgevla bench sim`).
 
 Figures are measured, never assumed; run on an otherwise idle machine for stable numbers.
 """
@@ -7,19 +7,23 @@ Figures are measured, never assumed; run on an otherwise idle machine for stable
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from edgevla.console import console, emit_json, progress, table
+from edgevla.errors import BadInput
+from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 from edgevla.sim.env import TeaBagMugEnv
 from edgevla.sim.expert import ExpertConfig, ScriptedExpert, rollout_expert
 from edgevla.sim.scene import SceneConfig
 
+TARGET_STEPS_PER_S = 150
+TARGET_EXPERT_SUCCESS = 0.98
 
-@dataclass
-class SimBenchArgs:
-    """Measure environment steps/s with all three cameras and the expert's success rate."""
+
+@dataclass(frozen=True)
+class SimBenchConfig:
+    """What to measure: env steps/s with all three cameras, the expert's success rate."""
 
     steps: int = 600
     """environment steps timed at each resolution"""
@@ -32,8 +36,43 @@ class SimBenchArgs:
     """skip the 640x480 speed figure"""
     tolerance_episodes: int = 40
     """seeded episodes per grasp aim error in the tolerance table (0 skips it)"""
-    json: bool = False
-    """print one JSON object instead of tables"""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise BadInput(f"must be >= 1, got {self.steps}", field="--steps")
+        if self.episodes < 1:
+            raise BadInput(f"must be >= 1, got {self.episodes}", field="--episodes")
+        if self.tolerance_episodes < 0:
+            raise BadInput(
+                f"must be >= 0, got {self.tolerance_episodes}", field="--tolerance-episodes"
+            )
+        # SceneConfig checks the image size against the supported range.
+        SceneConfig(image_height=self.height, image_width=self.width)
+
+
+@dataclass
+class SimBenchResult:
+    """Measured figures; `to_dict()` is the --json object."""
+
+    resolution: str
+    cameras: list[str]
+    fps: int
+    physics_substeps: int
+    steps_per_s: float
+    expert: dict[str, float]
+    steps_per_s_640x480: float | None = None
+    grasp_tolerance: dict[str, float] = field(default_factory=dict)
+    target_steps_per_s: int = TARGET_STEPS_PER_S
+    target_expert_success_rate: float = TARGET_EXPERT_SUCCESS
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(d.pop("expert"))  # flat keys, as results files have always had
+        if self.steps_per_s_640x480 is None:
+            d.pop("steps_per_s_640x480")
+        if not self.grasp_tolerance:
+            d.pop("grasp_tolerance")
+        return d
 
 
 def measure_steps_per_s(scene: SceneConfig, steps: int, seed: int = 0) -> float:
@@ -63,7 +102,10 @@ def measure_steps_per_s(scene: SceneConfig, steps: int, seed: int = 0) -> float:
 
 
 def expert_success(
-    episodes: int, seed: int = 0, scene: SceneConfig | None = None, quiet: bool = False
+    episodes: int,
+    seed: int = 0,
+    scene: SceneConfig | None = None,
+    progress: ProgressFn = no_progress,
 ) -> dict[str, float]:
     """Success rate and largest commanded joint speed (rad/s) of the expert over seeded starts.
 
@@ -74,25 +116,23 @@ def expert_success(
     regrasps = 0
     max_speed = 0.0
     lengths = []
-    with progress(quiet) as p:
-        task = p.add_task("expert episodes", total=episodes, status="")
-        for i in range(episodes):
-            expert = ScriptedExpert()
-            actions = []
-            info = {"success": False}
-            for _, action, info in rollout_expert(
-                env, seed=seed + i, options={"recovery": i % 5 == 4}, expert=expert
-            ):
-                actions.append(action)
-            a = np.asarray(actions)
-            if len(a) > 1:
-                max_speed = max(
-                    max_speed, float(np.abs(np.diff(a[:, :5], axis=0)).max() * env.scene.fps)
-                )
-            successes += bool(info["success"])
-            regrasps += expert.state.regrasps
-            lengths.append(len(a))
-            p.update(task, advance=1, status=f"success {successes}/{i + 1}")
+    for i in range(episodes):
+        expert = ScriptedExpert()
+        actions = []
+        info = {"success": False}
+        for _, action, info in rollout_expert(
+            env, seed=seed + i, options={"recovery": i % 5 == 4}, expert=expert
+        ):
+            actions.append(action)
+        a = np.asarray(actions)
+        if len(a) > 1:
+            max_speed = max(
+                max_speed, float(np.abs(np.diff(a[:, :5], axis=0)).max() * env.scene.fps)
+            )
+        successes += bool(info["success"])
+        regrasps += expert.state.regrasps
+        lengths.append(len(a))
+        progress(ProgressEvent("expert episodes", i + 1, episodes, f"success {successes}/{i + 1}"))
     return {
         "expert_success_rate": successes / episodes,
         "expert_episodes": episodes,
@@ -117,83 +157,47 @@ GRASP_AIM_ERRORS: tuple[tuple[str, tuple[float, float, float]], ...] = (
 
 
 def grasp_tolerance(
-    episodes: int, seed: int = 0, fps: int = 30, quiet: bool = False
+    episodes: int, seed: int = 0, fps: int = 30, progress: ProgressFn = no_progress
 ) -> dict[str, float]:
     """Success rate of a single grasp attempt (no re-grasp) when the expert aims off by each of
     GRASP_AIM_ERRORS: how much error a policy imitating the expert can afford at the grasp."""
     env = TeaBagMugEnv(SceneConfig(fps=fps), render_images=False)
     rates: dict[str, float] = {}
-    with progress(quiet) as p:
-        task = p.add_task("grasp tolerance", total=episodes * len(GRASP_AIM_ERRORS), status="")
-        for name, error in GRASP_AIM_ERRORS:
-            config = replace(ExpertConfig(), max_regrasps=0, grasp_aim_error=error)
-            successes = 0
-            for i in range(episodes):
-                info = {"success": False}
-                for _, _, info in rollout_expert(env, seed=seed + i, expert=ScriptedExpert(config)):
-                    pass
-                successes += bool(info["success"])
-                p.update(task, advance=1, status=name)
-            rates[name] = successes / episodes
+    total = episodes * len(GRASP_AIM_ERRORS)
+    done = 0
+    for name, error in GRASP_AIM_ERRORS:
+        config = replace(ExpertConfig(), max_regrasps=0, grasp_aim_error=error)
+        successes = 0
+        for i in range(episodes):
+            info = {"success": False}
+            for _, _, info in rollout_expert(env, seed=seed + i, expert=ScriptedExpert(config)):
+                pass
+            successes += bool(info["success"])
+            done += 1
+            progress(ProgressEvent("grasp tolerance", done, total, name))
+        rates[name] = successes / episodes
     return rates
 
 
-def run(args: SimBenchArgs) -> dict:
-    scene = SceneConfig(image_height=args.height, image_width=args.width)
-    result: dict = {
-        "resolution": f"{args.height}x{args.width}",
-        "cameras": list(scene.cameras),
-        "fps": scene.fps,
-        "physics_substeps": scene.n_substeps,
-        "steps_per_s": measure_steps_per_s(scene, args.steps, args.seed),
-    }
-    if not args.skip_640:
+def sim_bench(config: SimBenchConfig, progress: ProgressFn = no_progress) -> SimBenchResult:
+    """Measure every figure `config` asks for (see SimBenchResult)."""
+    scene = SceneConfig(image_height=config.height, image_width=config.width)
+    result = SimBenchResult(
+        resolution=f"{config.height}x{config.width}",
+        cameras=list(scene.cameras),
+        fps=scene.fps,
+        physics_substeps=scene.n_substeps,
+        steps_per_s=measure_steps_per_s(scene, config.steps, config.seed),
+        expert={},
+    )
+    if not config.skip_640:
         big = SceneConfig(image_height=480, image_width=640)
-        result["steps_per_s_640x480"] = measure_steps_per_s(
-            big, max(60, args.steps // 4), args.seed
+        result.steps_per_s_640x480 = measure_steps_per_s(
+            big, max(60, config.steps // 4), config.seed
         )
-    result.update(expert_success(args.episodes, args.seed, quiet=args.json))
-    if args.tolerance_episodes > 0:
-        result["grasp_tolerance"] = grasp_tolerance(
-            args.tolerance_episodes, args.seed, scene.fps, quiet=args.json
+    result.expert = expert_success(config.episodes, config.seed, progress=progress)
+    if config.tolerance_episodes > 0:
+        result.grasp_tolerance = grasp_tolerance(
+            config.tolerance_episodes, config.seed, scene.fps, progress=progress
         )
-    result["target_steps_per_s"] = 150
-    result["target_expert_success_rate"] = 0.98
-    if args.json:
-        emit_json(result)
-    else:
-        rows = [
-            (
-                f"env steps/s, 3 cameras at {result['resolution']}",
-                f"{result['steps_per_s']:.0f}",
-                ">= 150",
-            ),
-        ]
-        if "steps_per_s_640x480" in result:
-            rows.append(
-                ("env steps/s, 3 cameras at 480x640", f"{result['steps_per_s_640x480']:.0f}", "")
-            )
-        rows += [
-            (
-                f"expert success ({args.episodes} seeded starts)",
-                f"{result['expert_success_rate']:.3f}",
-                ">= 0.98",
-            ),
-            (
-                "largest commanded joint speed (rad/s)",
-                f"{result['expert_max_joint_speed_rad_s']:.2f}",
-                f"<= {result['expert_joint_speed_bound_rad_s']}",
-            ),
-            ("expert re-grasps", str(result["expert_regrasps"]), ""),
-            ("mean episode length (s)", f"{result['expert_mean_episode_s']:.1f}", ""),
-        ]
-        console.print(table("edgevla sim bench", ["figure", "measured", "target"], rows))
-        if "grasp_tolerance" in result:
-            console.print(
-                table(
-                    f"grasp tolerance: one attempt, expert aiming off ({args.tolerance_episodes} starts each)",
-                    ["aim error", "success"],
-                    [(k, f"{v:.2f}") for k, v in result["grasp_tolerance"].items()],
-                )
-            )
     return result
