@@ -37,6 +37,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("select",): ("select", "choose a run's checkpoint by closed-loop success on Test/Val"),
     ("eval",): ("eval", "closed-loop success on the plan's Test/Val/Global positions, sync vs async"),
     ("eval", "open-loop"): ("open_loop", "predicted chunks vs recorded actions on train / val episodes (fit vs generalisation)"),
+    ("export",): ("export", "split a checkpoint into stages, export each to ONNX (a bundle), check parity with PyTorch"),
     ("schedule",): ("schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
     ("bench", "async"): ("bench_async", "sync vs async vs auto at the paper's latencies (virtual clock)"),
     ("bench", "sim"): ("sim_bench", "environment steps/s (physics + 3 cameras) and the expert's success rate"),

@@ -1,4 +1,4 @@
-"""edgevla-runtime: what runs on the robot's board. numpy only, never torch.
+"""edgevla-runtime: what runs on the robot's board. numpy and ONNX Runtime, never torch.
 
 features / observation: the data contract (keys, shapes, dtypes) and its checks.
 runner: the PolicyRunner protocol every policy implements (PyTorch, ONNX bundle, remote).

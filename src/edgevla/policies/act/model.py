@@ -268,16 +268,19 @@ class ACT(nn.Module):
         z = mu + (0.5 * log_sigma_x2).exp() * torch.randn_like(mu)
         return z, mu, log_sigma_x2
 
-    def _camera_tokens(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """All cameras through the backbone in one batch -> tokens (K*h*w, B, D), pos (K*h*w, 1, D)."""
-        images = torch.stack([batch[k] for k in self.config.image_features])  # (K, B, 3, H, W)
-        k, b = images.shape[:2]
-        feats = self.backbone(images.flatten(0, 1))  # (K*B, C, h, w)
-        h, w = feats.shape[-2:]
+    def image_features(self, images: Tensor) -> Tensor:
+        """Normalised images (N, 3, H, W), any mix of cameras and batch -> (N, D, h, w).
+
+        The trunk's weights are shared by every camera, so this is the vision stage an export
+        runs once per camera (or on all cameras as one batch)."""
+        return self.encoder_img_feat_input_proj(self.backbone(images))
+
+    def _camera_tokens(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-camera features (K, B, D, h, w) -> tokens (K*h*w, B, D), pos (K*h*w, 1, D)."""
+        k, b, _, h, w = feats.shape
         pos = sinusoidal_2d(h, w, self.config.dim_model, feats.device).to(feats.dtype)  # (D, h, w)
-        feats = self.encoder_img_feat_input_proj(feats)  # (K*B, D, h, w)
-        feats = feats.unflatten(0, (k, b)).flatten(3)  # (K, B, D, h*w)
-        tokens = feats.permute(0, 3, 1, 2).flatten(0, 1)  # (K*h*w, B, D), camera-major like LeRobot
+        # camera-major token order, as LeRobot's
+        tokens = feats.flatten(3).permute(0, 3, 1, 2).flatten(0, 1)  # (K*h*w, B, D)
         pos = pos.flatten(1).transpose(0, 1)[:, None].repeat(k, 1, 1)  # (K*h*w, 1, D)
         return tokens, pos
 
@@ -298,27 +301,44 @@ class ACT(nn.Module):
         batch_size = batch[needed[0]].shape[0]
 
         z, mu, log_sigma_x2 = self._latent(batch, batch_size)
+        feats = None
+        if cfg.image_features:
+            images = torch.stack([batch[k] for k in cfg.image_features])  # (K, B, 3, H, W)
+            feats = self.image_features(images.flatten(0, 1))  # (K*B, D, h, w)
+            feats = feats.unflatten(0, images.shape[:2])  # (K, B, D, h, w)
+        state = batch[cfg.robot_state_key] if cfg.robot_state_key is not None else None
+        env_state = batch[cfg.env_state_key] if cfg.env_state_key is not None else None
+        return self.decode(z, state, env_state, feats), (mu, log_sigma_x2)
+
+    def decode(
+        self, z: Tensor, state: Tensor | None, env_state: Tensor | None, feats: Tensor | None
+    ) -> Tensor:
+        """Latent z (B, L), normalised state (B, Ds) / env state (B, De) or None, camera
+        features (K, B, D, h, w) or None -> normalised actions (B, S, A).
+
+        The transformer stage of an export: encoder over [latent, state, env, camera tokens],
+        DETR-style decoder with one query per chunk step, linear action head."""
+        cfg = self.config
         tokens = [self.encoder_latent_input_proj(z)]  # [(B, D)]
-        if cfg.robot_state_key is not None:
-            tokens.append(self.encoder_robot_state_input_proj(batch[cfg.robot_state_key]))
-        if cfg.env_state_key is not None:
-            tokens.append(self.encoder_env_state_input_proj(batch[cfg.env_state_key]))
+        if state is not None:
+            tokens.append(self.encoder_robot_state_input_proj(state))
+        if env_state is not None:
+            tokens.append(self.encoder_env_state_input_proj(env_state))
         tokens_1d = torch.stack(tokens)  # (n_1d, B, D)
         pos_1d = self.encoder_1d_feature_pos_embed.weight[:, None]  # (n_1d, 1, D)
-        if cfg.image_features:
-            cam_tokens, cam_pos = self._camera_tokens(batch)
+        if feats is not None:
+            cam_tokens, cam_pos = self._camera_tokens(feats)
             enc_in = torch.cat([tokens_1d, cam_tokens])  # (N, B, D)
             enc_pos = torch.cat([pos_1d, cam_pos])  # (N, 1, D)
         else:
             enc_in, enc_pos = tokens_1d, pos_1d
 
         memory = self.encoder(enc_in, pos=enc_pos)  # (N, B, D)
-        queries = memory.new_zeros(cfg.chunk_size, batch_size, cfg.dim_model)  # (S, B, D)
+        queries = memory.new_zeros(cfg.chunk_size, z.shape[0], cfg.dim_model)  # (S, B, D)
         out = self.decoder(
             queries, memory, query_pos=self.decoder_pos_embed.weight[:, None], memory_pos=enc_pos
         )  # (S, B, D)
-        actions = self.action_head(out.transpose(0, 1))  # (B, S, A)
-        return actions, (mu, log_sigma_x2)
+        return self.action_head(out.transpose(0, 1))  # (B, S, A)
 
 
 def kl_to_standard_normal(mu: Tensor, log_sigma_x2: Tensor) -> Tensor:
@@ -395,17 +415,11 @@ class ACTPolicy(nn.Module):
 
     def save_pretrained(self, folder: str | Path, stats: Stats | None = None) -> Path:
         """Write config.json + model.safetensors (+ normalisation stats) in LeRobot's layout."""
-        return checkpoint.save_checkpoint(
-            folder, self.state_dict(), self.config.to_json_dict(), stats
-        )
+        return checkpoint.save_checkpoint(folder, self.state_dict(), self.config, stats)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> ACTPolicy:
-        """Load a folder written by save_pretrained or by LeRobot, strictly; returns it in eval mode.
-
-        Statistics (if any) are read separately: checkpoint.load_checkpoint_stats(folder).
-        """
-        config = ACTConfig.from_json_dict(checkpoint.read_config(folder, POLICY_TYPE))
-        policy = cls(config)
-        checkpoint.load_weights_strict(policy, folder)
-        return policy.to(device).eval()
+        """Load a folder written by save_pretrained or by LeRobot, strictly (every tensor present,
+        every shape equal); returns it in eval mode. Statistics and train_info come with
+        `checkpoint.Checkpoint.open(folder)`."""
+        return checkpoint.Checkpoint.open(folder, POLICY_TYPE).load_policy(device)

@@ -1,0 +1,334 @@
+"""An exported policy on the board: a bundle folder read, checked and run with ONNX Runtime.
+
+A bundle is a directory written by `edgevla export`:
+
+    manifest.json      format version, stages (file, inputs/outputs with shapes and dtypes,
+                       precision, sha256), cameras, image size, normalisation statistics,
+                       chunk size, the fps the policy learned at, parity figures, its checkpoint
+    <stage>.onnx       one graph per stage (e.g. vision.onnx + transformer.onnx, or policy.onnx)
+
+Everything a board needs to run the policy is in the folder: preprocessing (uint8 HWC images ->
+normalised float CHW) and unnormalisation are numpy here, the graphs run in ONNX Runtime's CPU
+execution provider (Arm and x86 alike). No torch.
+
+How the stages connect is data, not code: the runner keeps a dict of named tensors, starting
+with the observation's
+    "state"   float32 (1, state_dim)         normalised
+    "images"  float32 (K, 3, H, W)           normalised, cameras in manifest order
+and runs the stages in order; each reads its inputs by name and adds its outputs. The last
+stage's "actions" (1, chunk_size, action_dim), normalised, is the chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevla_runtime.features import STATE_KEY, image_key
+from edgevla_runtime.observation import check_observation
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ACTIONS = "actions"
+NORMALIZATION_MODES = ("MEAN_STD", "MIN_MAX", "IDENTITY")
+_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "uint8": np.uint8}
+
+
+class BundleError(ValueError):
+    """A bundle folder that cannot be run as it is; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output of a stage: shape (ints; -1 for a free axis) and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One ONNX graph of the bundle and what it consumes and produces."""
+
+    name: str
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    precision: str = "fp32"
+    sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "file": self.file,
+            "precision": self.precision,
+            "sha256": self.sha256,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
+
+
+@dataclass(frozen=True)
+class FeatureNorm:
+    """How one feature is normalised: (x - mean) / (std + eps), or min/max to [-1, 1]."""
+
+    mode: str
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, **{k: np.asarray(v).tolist() for k, v in self.stats.items()}}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json, typed. `Manifest.read(folder)` validates every field it uses."""
+
+    policy_type: str
+    camera_names: tuple[str, ...]
+    image_hw: tuple[int, int]
+    state_dim: int
+    action_dim: int
+    chunk_size: int
+    fps: float | None
+    stages: tuple[StageSpec, ...]
+    normalization: dict[str, FeatureNorm]
+    eps: float = 1e-8
+    checkpoint: str = ""
+    parity: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "policy_type": self.policy_type,
+            "checkpoint": self.checkpoint,
+            "camera_names": list(self.camera_names),
+            "image_hw": list(self.image_hw),
+            "state_dim": self.state_dim,
+            "action_dim": self.action_dim,
+            "chunk_size": self.chunk_size,
+            "fps": self.fps,
+            "normalization": {
+                "eps": self.eps,
+                "features": {k: v.to_dict() for k, v in self.normalization.items()},
+            },
+            "stages": [s.to_dict() for s in self.stages],
+            "parity": self.parity,
+        }
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Manifest:
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            raise BundleError(
+                f"{folder} is not a bundle: {MANIFEST} is missing (write one with `edgevla export`)"
+            )
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BundleError(f"{path}: not valid JSON ({e}); re-export the bundle") from e
+        if not isinstance(raw, dict):
+            raise BundleError(f"{path}: should hold a JSON object, found {type(raw).__name__}")
+        return cls.from_dict(raw, path)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], path: Path | str = MANIFEST) -> Manifest:
+        def get(key: str, kind: type | tuple[type, ...]) -> Any:
+            if key not in raw:
+                raise BundleError(f"{path}: field {key!r} is missing; re-export the bundle")
+            value = raw[key]
+            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+                raise BundleError(f"{path}: field {key!r} has the wrong type ({value!r})")
+            return value
+
+        version = get("format_version", int)
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"{path}: format_version {version}; this runtime reads {FORMAT_VERSION} "
+                "(re-export with a matching edgevla, or upgrade edgevla-runtime)"
+            )
+        norm = get("normalization", dict)
+        features = norm.get("features")
+        if not isinstance(features, dict):
+            raise BundleError(f"{path}: field 'normalization.features' is missing")
+        normalization = {}
+        for name, spec in features.items():
+            if not isinstance(spec, dict) or spec.get("mode") not in NORMALIZATION_MODES:
+                raise BundleError(
+                    f"{path}: normalization of {name!r} needs a mode in {NORMALIZATION_MODES}"
+                )
+            needed = {"MEAN_STD": ("mean", "std"), "MIN_MAX": ("min", "max")}.get(spec["mode"], ())
+            stats = {}
+            for stat in needed:
+                value = np.asarray(spec.get(stat, np.nan), dtype=np.float32)
+                if value.size == 0 or not np.all(np.isfinite(value)):
+                    raise BundleError(
+                        f"{path}: normalization of {name!r}: {stat} missing or not finite"
+                    )
+                stats[stat] = value
+            normalization[name] = FeatureNorm(spec["mode"], stats)
+        stages = []
+        for i, s in enumerate(get("stages", list)):
+            try:
+                stages.append(
+                    StageSpec(
+                        name=str(s["name"]),
+                        file=str(s["file"]),
+                        precision=str(s.get("precision", "fp32")),
+                        sha256=str(s.get("sha256", "")),
+                        inputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in s["inputs"]),
+                        outputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in s["outputs"]),
+                    )
+                )  # fmt: skip
+            except (KeyError, TypeError) as e:
+                raise BundleError(f"{path}: stage {i} is malformed (missing {e})") from e
+        if not stages:
+            raise BundleError(f"{path}: no stages")
+        if ACTIONS not in {t.name for t in stages[-1].outputs}:
+            raise BundleError(f"{path}: the last stage must output {ACTIONS!r}")
+        hw = get("image_hw", list)
+        fps = raw.get("fps")
+        return cls(
+            policy_type=get("policy_type", str),
+            camera_names=tuple(get("camera_names", list)),
+            image_hw=(int(hw[0]), int(hw[1])),
+            state_dim=get("state_dim", int),
+            action_dim=get("action_dim", int),
+            chunk_size=get("chunk_size", int),
+            fps=float(fps) if isinstance(fps, int | float) and math.isfinite(fps) else None,
+            stages=tuple(stages),
+            normalization=normalization,
+            eps=float(norm.get("eps", 1e-8)),
+            checkpoint=str(raw.get("checkpoint", "")),
+            parity=dict(raw.get("parity") or {}),
+            format_version=version,
+        )
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Normalization:
+    """numpy twin of the training normaliser (LeRobot's formulas, same eps)."""
+
+    def __init__(self, features: dict[str, FeatureNorm], eps: float):
+        self.features = features
+        self.eps = np.float32(eps)
+
+    def normalize(self, name: str, x: np.ndarray) -> np.ndarray:
+        norm = self.features.get(name)
+        if norm is None or norm.mode == "IDENTITY":
+            return x
+        if norm.mode == "MEAN_STD":
+            return (x - norm.stats["mean"]) / (norm.stats["std"] + self.eps)
+        lo, hi = norm.stats["min"], norm.stats["max"]
+        return (x - lo) / (hi - lo + self.eps) * np.float32(2.0) - np.float32(1.0)
+
+    def unnormalize(self, name: str, x: np.ndarray) -> np.ndarray:
+        norm = self.features.get(name)
+        if norm is None or norm.mode == "IDENTITY":
+            return x
+        if norm.mode == "MEAN_STD":
+            return x * (norm.stats["std"] + self.eps) + norm.stats["mean"]
+        lo, hi = norm.stats["min"], norm.stats["max"]
+        return (x + np.float32(1.0)) / np.float32(2.0) * (hi - lo + self.eps) + lo
+
+
+class BundleRunner:
+    """A bundle behind the PolicyRunner interface: observation -> action chunk, ONNX Runtime.
+
+    threads: intra-op threads per session (1 on a board sharing its cores with the control
+    loop; more on a workstation). verify: check each stage file's sha256 against the manifest
+    (a truncated copy or a file from another export is refused before it runs).
+    """
+
+    def __init__(self, folder: str | Path, threads: int = 1, verify: bool = True):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.manifest = Manifest.read(self.folder)
+        m = self.manifest
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.sessions = []
+        for stage in m.stages:
+            path = self.folder / stage.file
+            if not path.is_file():
+                raise BundleError(f"{path}: stage {stage.name!r} file is missing; re-export")
+            if verify and stage.sha256 and sha256_of(path) != stage.sha256:
+                raise BundleError(
+                    f"{path}: sha256 differs from {MANIFEST} (a truncated or replaced file); "
+                    "copy the bundle again or re-export it"
+                )
+            try:
+                session = ort.InferenceSession(
+                    str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as e:  # onnxruntime raises its own types for a corrupt graph
+                raise BundleError(f"{path}: ONNX Runtime cannot load it ({e})") from e
+            self.sessions.append((stage, session))
+        self.norm = Normalization(m.normalization, m.eps)
+
+    @property
+    def chunk_size(self) -> int:
+        return self.manifest.chunk_size
+
+    @property
+    def action_dim(self) -> int:
+        return self.manifest.action_dim
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return self.manifest.camera_names
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return self.manifest.image_hw
+
+    def reset(self, seed: int | None = None) -> None:
+        """Deterministic stages have no noise to reseed."""
+
+    def inputs(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Observation -> the named, normalised tensors the first stage reads."""
+        m = self.manifest
+        check_observation(observation, m.state_dim, m.camera_names, m.image_hw, "this bundle")
+        state = np.asarray(observation[STATE_KEY], dtype=np.float32)[None]  # (1, Ds)
+        images = []
+        for cam in m.camera_names:
+            key = image_key(cam)
+            img = np.asarray(observation[key]).transpose(2, 0, 1).astype(np.float32) / 255.0
+            images.append(self.norm.normalize(key, img))  # (3, H, W)
+        return {
+            "state": self.norm.normalize(STATE_KEY, state).astype(np.float32),
+            "images": np.stack(images).astype(np.float32),  # (K, 3, H, W)
+        }
+
+    def run_stages(self, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run every stage in order over a dict of named tensors; returns the dict, extended."""
+        for stage, session in self.sessions:
+            feed = {t.name: tensors[t.name] for t in stage.inputs}
+            names = [t.name for t in stage.outputs]
+            tensors.update(zip(names, session.run(names, feed), strict=True))
+        return tensors
+
+    def predict_chunk(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        actions = self.run_stages(self.inputs(observation))[ACTIONS]  # (1, C, A) normalised
+        chunk = self.norm.unnormalize("action", actions[0].astype(np.float32))
+        return np.asarray(chunk, dtype=np.float32)  # (C, A)
