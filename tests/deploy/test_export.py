@@ -16,21 +16,7 @@ from edgevla_runtime.control import ControlConfig, run_episode
 from edgevla.cli import main
 from edgevla.deploy.export import ExportConfig, ParityError, export_bundle, sim_observations
 
-ASSET = Path(__file__).resolve().parents[2] / "assets" / "act_edge"
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bundles") / "act_split"
-    export_bundle(ExportConfig(checkpoint=ASSET, out=out, parity_observations=2))
-    return out
-
-
-@pytest.fixture(scope="module")
-def torch_runner():
-    from edgevla.policies.runner import TorchPolicyRunner
-
-    return TorchPolicyRunner.from_checkpoint(ASSET)
+from .conftest import ASSET
 
 
 def test_bundle_holds_stages_manifest_and_checksums(bundle: Path) -> None:
