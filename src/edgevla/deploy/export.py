@@ -30,7 +30,7 @@ from edgevla_runtime.bundle import (
     StageSpec,
     sha256_of,
 )
-from edgevla_runtime.features import STATE_KEY
+from edgevla_runtime.features import STATE_KEY, TASK
 
 from edgevla.errors import EXIT_NO, BadInput, EdgevlaError
 from edgevla.jsonio import write_json_atomic
@@ -105,7 +105,15 @@ def export_bundle(config: ExportConfig, progress: ProgressFn = no_progress) -> E
     stats = ckpt.require_stats()
     policy = ckpt.load_policy()
     torch_runner = TorchPolicyRunner(policy, ckpt.normalizer())
-    stages = stages_of(policy, ckpt.policy_type, config.layout)
+    task = TASK
+    stages = stages_of(policy, ckpt.policy_type, config.layout, task)
+    sampler = None
+    if hasattr(policy, "sample_actions"):  # flow matching: the runtime integrates the expert
+        cfg = policy.config
+        sampler = {"stage": "expert_step", "num_steps": int(cfg.num_steps),
+                   "noise_shape": [1, int(cfg.chunk_size), int(cfg.max_action_dim)]}  # fmt: skip
+        # Parity on the deterministic path (zero noise): every stage and every Euler step.
+        torch_runner = TorchPolicyRunner(policy, ckpt.normalizer(), noise_scale=0.0)
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.exporting"
@@ -122,10 +130,12 @@ def export_bundle(config: ExportConfig, progress: ProgressFn = no_progress) -> E
                 )
             )
         manifest = _manifest(ckpt, torch_runner, stats, tuple(specs))
+        manifest = Manifest(**{**manifest.__dict__, "task": task, "sampler": sampler})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
         progress(ProgressEvent("export", len(stages), len(stages), "parity"))
         observations = sim_observations(torch_runner, config.parity_observations)
-        worst = parity(torch_runner, BundleRunner(work, threads=config.threads), observations)
+        candidate = BundleRunner(work, threads=config.threads, noise_scale=0.0 if sampler else 1.0)
+        worst = parity(torch_runner, candidate, observations)
         if not worst <= config.tolerance:
             raise ParityError(
                 f"exported graphs differ from PyTorch by up to {worst:.3g} (action units) on "
@@ -176,6 +186,24 @@ def _export_onnx(stage, path: Path) -> None:
             dynamo=False,
             do_constant_folding=True,
         )
+    _name_outputs(path, [t.name for t in stage.outputs])
+
+
+def _name_outputs(path: Path, names: list[str]) -> None:
+    """Give every graph output its stage name. The exporter loses a name when an output is a
+    constant after folding (SmolVLA's prefix mask, fixed once the task is baked in): such an
+    output is routed through an Identity node carrying the right name."""
+    import onnx
+
+    model = onnx.load(str(path))
+    outputs = model.graph.output
+    if [o.name for o in outputs] == names:
+        return
+    for out, name in zip(outputs, names, strict=True):
+        if out.name != name:
+            model.graph.node.append(onnx.helper.make_node("Identity", [out.name], [name]))
+            out.name = name
+    onnx.save(model, str(path))
 
 
 def _manifest(ckpt, runner, stats, specs: tuple[StageSpec, ...]) -> Manifest:

@@ -17,6 +17,12 @@ with the observation's
     "images"  float32 (K, 3, H, W)           normalised, cameras in manifest order
 and runs the stages in order; each reads its inputs by name and adds its outputs. The last
 stage's "actions" (1, chunk_size, action_dim), normalised, is the chunk.
+
+A flow-matching policy (SmolVLA) names a `sampler` instead: its stage (the action expert) maps
+(x_t, t, ...) -> velocity and the runner integrates it here, in numpy, from noise at t = 1 to
+t = 0 in num_steps Euler steps (x += -1/num_steps * velocity), then keeps the first action_dim
+columns. The noise comes from the runner's own generator, reseeded by reset(seed), scaled by
+noise_scale (1 = the policy's sampler, 0 = the conditional mean path).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ACTIONS = "actions"
 NORMALIZATION_MODES = ("MEAN_STD", "MIN_MAX", "IDENTITY")
-_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "uint8": np.uint8}
+VELOCITY = "velocity"
 
 
 class BundleError(ValueError):
@@ -105,6 +111,9 @@ class Manifest:
     eps: float = 1e-8
     checkpoint: str = ""
     parity: dict[str, Any] = field(default_factory=dict)
+    task: str = ""
+    sampler: dict[str, Any] | None = None
+    """{"stage": name, "num_steps": N, "noise_shape": [1, C, A_max]} for flow matching"""
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +121,8 @@ class Manifest:
             "format_version": self.format_version,
             "policy_type": self.policy_type,
             "checkpoint": self.checkpoint,
+            "task": self.task,
+            "sampler": self.sampler,
             "camera_names": list(self.camera_names),
             "image_hw": list(self.image_hw),
             "state_dim": self.state_dim,
@@ -194,7 +205,23 @@ class Manifest:
                 raise BundleError(f"{path}: stage {i} is malformed (missing {e})") from e
         if not stages:
             raise BundleError(f"{path}: no stages")
-        if ACTIONS not in {t.name for t in stages[-1].outputs}:
+        sampler = raw.get("sampler")
+        if sampler is not None:
+            names = {s.name: s for s in stages}
+            ok = (
+                isinstance(sampler, dict)
+                and sampler.get("stage") in names
+                and VELOCITY in {t.name for t in names[sampler["stage"]].outputs}
+                and isinstance(sampler.get("num_steps"), int)
+                and sampler["num_steps"] >= 1
+                and isinstance(sampler.get("noise_shape"), list)
+            )
+            if not ok:
+                raise BundleError(
+                    f"{path}: field 'sampler' needs a stage that outputs {VELOCITY!r}, "
+                    "num_steps >= 1 and noise_shape"
+                )
+        elif ACTIONS not in {t.name for t in stages[-1].outputs}:
             raise BundleError(f"{path}: the last stage must output {ACTIONS!r}")
         hw = get("image_hw", list)
         fps = raw.get("fps")
@@ -211,6 +238,8 @@ class Manifest:
             eps=float(norm.get("eps", 1e-8)),
             checkpoint=str(raw.get("checkpoint", "")),
             parity=dict(raw.get("parity") or {}),
+            task=str(raw.get("task") or ""),
+            sampler=sampler,
             format_version=version,
         )
 
@@ -257,7 +286,9 @@ class BundleRunner:
     (a truncated copy or a file from another export is refused before it runs).
     """
 
-    def __init__(self, folder: str | Path, threads: int = 1, verify: bool = True):
+    def __init__(
+        self, folder: str | Path, threads: int = 1, verify: bool = True, noise_scale: float = 1.0
+    ):
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -285,6 +316,14 @@ class BundleRunner:
                 raise BundleError(f"{path}: ONNX Runtime cannot load it ({e})") from e
             self.sessions.append((stage, session))
         self.norm = Normalization(m.normalization, m.eps)
+        if not (noise_scale >= 0 and math.isfinite(noise_scale)):
+            raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale}")
+        if noise_scale != 1.0 and m.sampler is None:
+            raise ValueError(
+                f"noise_scale applies to a sampling policy; this {m.policy_type} bundle has none"
+            )
+        self.noise_scale = float(noise_scale)
+        self._rng = np.random.default_rng(0)
 
     @property
     def chunk_size(self) -> int:
@@ -303,7 +342,8 @@ class BundleRunner:
         return self.manifest.image_hw
 
     def reset(self, seed: int | None = None) -> None:
-        """Deterministic stages have no noise to reseed."""
+        """Start an episode: reseed the sampling noise (deterministic bundles have none)."""
+        self._rng = np.random.default_rng(0 if seed is None else int(seed))
 
     def inputs(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Observation -> the named, normalised tensors the first stage reads."""
@@ -320,15 +360,45 @@ class BundleRunner:
             "images": np.stack(images).astype(np.float32),  # (K, 3, H, W)
         }
 
+    def run_stage(self, stage: StageSpec, session, tensors: dict[str, np.ndarray]) -> None:
+        """Run one stage on the named tensors it reads; add its outputs to `tensors`."""
+        feed = {t.name: tensors[t.name] for t in stage.inputs}
+        names = [t.name for t in stage.outputs]
+        tensors.update(zip(names, session.run(names, feed), strict=True))
+
     def run_stages(self, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run every stage in order over a dict of named tensors; returns the dict, extended."""
+        """Run every stage but the sampler's, in order; returns `tensors`, extended."""
+        sampler_stage = (self.manifest.sampler or {}).get("stage")
         for stage, session in self.sessions:
-            feed = {t.name: tensors[t.name] for t in stage.inputs}
-            names = [t.name for t in stage.outputs]
-            tensors.update(zip(names, session.run(names, feed), strict=True))
+            if stage.name != sampler_stage:
+                self.run_stage(stage, session, tensors)
         return tensors
 
-    def predict_chunk(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        actions = self.run_stages(self.inputs(observation))[ACTIONS]  # (1, C, A) normalised
-        chunk = self.norm.unnormalize("action", actions[0].astype(np.float32))
+    def sample(self, tensors: dict[str, np.ndarray], noise: np.ndarray | None = None) -> np.ndarray:
+        """Euler integration of the sampler stage's velocity from t = 1 (noise) to t = 0.
+        Returns x at t = 0, (1, C, A_max); `tensors` holds the earlier stages' outputs."""
+        spec = self.manifest.sampler or {}
+        stage, session = next((s, x) for s, x in self.sessions if s.name == spec["stage"])
+        if noise is None:
+            noise = self._rng.standard_normal(spec["noise_shape"], dtype=np.float32)
+            noise *= np.float32(self.noise_scale)
+        n = int(spec["num_steps"])
+        x = noise.astype(np.float32)
+        for k in range(n):  # t_k = 1 - k/n, computed (not accumulated), as in training
+            tensors["x_t"], tensors["t"] = x, np.full((1,), 1.0 - k / n, dtype=np.float32)
+            self.run_stage(stage, session, tensors)
+            x = x + np.float32(-1.0 / n) * tensors[VELOCITY]
+        return x
+
+    def predict_chunk(
+        self, observation: dict[str, np.ndarray], noise: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The unnormalised chunk (C, A). noise: the sampler's start (1, C, A_max), drawn from
+        the runner's generator when None (parity checks pass the PyTorch policy's noise)."""
+        tensors = self.run_stages(self.inputs(observation))
+        if self.manifest.sampler is None:
+            actions = tensors[ACTIONS][0]  # (C, A) normalised
+        else:
+            actions = self.sample(tensors, noise)[0, :, : self.manifest.action_dim]
+        chunk = self.norm.unnormalize("action", actions.astype(np.float32))
         return np.asarray(chunk, dtype=np.float32)  # (C, A)
