@@ -14,6 +14,13 @@ options, all measured: g=30 (~3,200 frames/s, half the size; fine for our loader
 whole episodes), libx264 ultrafast crf 23 (~5,900 frames/s, ~500 B/frame). Lower presets cost
 speed for ~10% size (preset 8: ~1,300 frames/s). SVT-AV1 4.1 maps preset 12 to 11.
 
+Encoding cannot block forever: every camera video is encoded by a worker process (numpy + PyAV
+only, started once per process and reused) under a deadline that scales with the frames; a late
+worker is killed and the encoding retried (EncodeLimits, EncodeResult.retries). SVT-AV1 4.1.0
+stalls for good about once in 4,000-9,000 encoder instances here (see "encoding" below). The
+worker path costs ~0.3 s once per process and ~0.2 s per 270 MB of frames; its files are
+byte-identical to in-process encoding.
+
 PyAV's FFmpeg build here has libsvtav1 as its only AV1 encoder (libdav1d only decodes; libaom-av1
 and librav1e are absent); `default_av1_encoder` falls back to the others where they exist.
 
@@ -24,8 +31,22 @@ file is addressed by [from_timestamp, to_timestamp) in seconds, as LeRobot's epi
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import json
+import logging
+import mmap
 import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -176,32 +197,418 @@ class VideoSettings:
         )
 
 
+# ------------------------------------------------------------------------------------ encoding
+#
+# Why encoding runs in a worker process, with a deadline (issue #15): SVT-AV1 can stall for good.
+# FFmpeg's libsvtav1 wrapper sends each frame and polls svt_av1_enc_get_packet without blocking,
+# but once the end of stream is sent (our final `stream.encode()`) it calls get_packet with
+# pic_send_done=1, which waits on the encoder's output semaphore with no timeout. Reproduced
+# here (SVT-AV1 4.1.0, PyAV 18.1, 2 cores loaded ~10x over): 1 stall in ~8,700 encoders of 8-120
+# frames at 96x128; gdb showed the issue's stack (main thread: stream.encode(None) ->
+# avcodec_receive_packet -> svt_av1_enc_get_packet -> sem_wait) and all ~40 SVT-AV1 threads idle
+# in sem_wait, i.e. a frame lost inside the library's pipeline at end of stream (a lost wake-up;
+# SVT-AV1 3.1.x has open reports of the same "stuck, CPU idle" hang). It is a race, not a bad
+# input: the same frames encode fine before and after. Our drain loop is not the cause: each
+# encode() call drains packets until EAGAIN, as the API asks, and no encoder option is known to
+# avoid it. A C call stuck in a thread cannot be abandoned, so each camera is encoded in a small
+# worker process that is killed when it misses its deadline; the encoding is then retried.
+
+_WORKER_FLAG = "--edgevla-encode-worker"
+_MAX_JOB = 1 << 16  # bytes of a job's JSON header
+_MAX_REPLY = 1 << 16
+log = logging.getLogger(__name__)
+
+# Tests only: {"attempts": [1, ...], "mode": "hang" | "exit", "after_frames": n, "pid_file": p}
+# makes the worker of those attempts hang (signals blocked) or exit after n frames. Set from
+# code, never from the environment, so a recording cannot trigger it.
+_FAULT_INJECTION_FOR_TESTS: dict[str, Any] | None = None
+
+
+class VideoEncodeTimeout(VideoError):
+    """Encoding one video did not finish in time (or its worker died) on every attempt."""
+
+    def __init__(self, message: str, path: Path, attempts: int) -> None:
+        super().__init__(message)
+        self.path, self.attempts = path, attempts
+
+
+@dataclass(frozen=True)
+class EncodeLimits:
+    """How long one camera's encoding may take before it is abandoned, and how often it is retried.
+
+    An attempt may take max(min_timeout_s, frames x megapixels x timeout_s_per_megapixel_frame):
+    30 s up to ~2,400 frames at 96x128 (which encode in ~1 s), 0.3 s a frame at 480x640 (noise
+    frames, the worst case, took 16 ms a frame here with the 2 cores loaded 6x over).
+    A late attempt's worker is killed, its partial file deleted, and
+    the encoding retried `retries` times before VideoEncodeTimeout. startup_timeout_s bounds a
+    worker's start (Python + numpy + PyAV imports). isolate=False encodes in this process with
+    no bound (benchmarks, platforms without fork/exec pipes).
+    """
+
+    min_timeout_s: float = 30.0
+    timeout_s_per_megapixel_frame: float = 1.0
+    retries: int = 2
+    startup_timeout_s: float = 60.0
+    isolate: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.min_timeout_s > 0:
+            raise ValueError(f"min_timeout_s must be > 0 seconds, got {self.min_timeout_s}")
+        if not self.timeout_s_per_megapixel_frame >= 0:
+            raise ValueError(
+                "timeout_s_per_megapixel_frame must be >= 0, "
+                f"got {self.timeout_s_per_megapixel_frame}"
+            )
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {self.retries!r}")
+        if not self.startup_timeout_s > 0:
+            raise ValueError(f"startup_timeout_s must be > 0, got {self.startup_timeout_s}")
+
+    def timeout_s(self, frames: int, height: int, width: int) -> float:
+        """Seconds one attempt at encoding (frames, height, width) may take."""
+        scaled = frames * height * width / 1e6 * self.timeout_s_per_megapixel_frame
+        return max(self.min_timeout_s, scaled)
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """What encode_video did: attempts == 1 unless the encoder had to be killed and retried."""
+
+    path: Path
+    frames: int
+    attempts: int
+    seconds: float  # wall time of all attempts
+
+    @property
+    def retries(self) -> int:
+        return self.attempts - 1
+
+
+_retries_total = 0
+
+
+def encoding_retries() -> int:
+    """Encodings retried in this process so far (each killed or crashed attempt counts once);
+    a caller that cannot see EncodeResult reads it before and after its work."""
+    return _retries_total
+
+
 def encode_video(
-    frames: np.ndarray, path: str | Path, fps: int, settings: VideoSettings | None = None
-) -> None:
+    frames: np.ndarray,
+    path: str | Path,
+    fps: int,
+    settings: VideoSettings | None = None,
+    limits: EncodeLimits | None = None,
+    what: str | None = None,
+) -> EncodeResult:
     """Encode frames (T, H, W, 3) uint8 RGB into an mp4 at `path` (overwritten).
 
-    The caller owns atomicity (the writer encodes into a staging directory it publishes later).
+    Runs in a worker process with a deadline (see EncodeLimits); `path` appears only once the
+    file is complete (the worker writes a hidden sibling that is renamed), and an interrupt
+    (Ctrl-C) kills the worker and leaves no file behind. `what` names the video in messages
+    ("episode 17, camera top"); it defaults to the file's parent directory and name. The caller
+    owns durability (the writer encodes into a staging directory it publishes later).
+    Raises VideoEncodeTimeout when every attempt is late or its worker dies, VideoError when
+    the encoder reports an error (not retried: it would fail again).
     """
     settings = settings or VideoSettings()
+    limits = limits or EncodeLimits()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     if len(frames) == 0:
         raise ValueError("cannot encode an empty episode (0 frames)")
-    _, height, width, _ = frames.shape
+    n, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p needs even height and width, got {height}x{width}")
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream(
-            settings.encoder, rate=fps, options=settings.encoder_options()
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: no directory {path.parent}")
+    job = {
+        "encoder": settings.encoder,
+        "options": settings.encoder_options(),
+        "pix_fmt": settings.pix_fmt,
+        "fps": int(fps),
+        "shape": [int(x) for x in frames.shape],
+    }
+    t0 = time.monotonic()
+    if not limits.isolate:
+        _encode_frames(frames, path, job)
+        return EncodeResult(path, n, 1, time.monotonic() - t0)
+
+    global _retries_total
+    what = what or f"{path.parent.name}/{path.name}"
+    described = f"{what} ({n} frames, {width}x{height}, {settings.encoder})"
+    timeout = limits.timeout_s(n, height, width)
+    total = limits.retries + 1
+    frames_fd = _frames_file(memoryview(np.ascontiguousarray(frames)).cast("B"))
+    try:
+        failures: list[str] = []
+        for attempt in range(1, total + 1):
+            if attempt > 1:
+                _retries_total += 1
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+            worker: _Worker | None = None
+            done = False
+            try:
+                worker = _take_worker(limits.startup_timeout_s)
+                deadline = time.monotonic() + timeout
+                worker.send({**job, "path": str(tmp), **_fault_for(attempt)}, frames_fd, deadline)
+                reply = worker.receive(deadline)
+                if not reply.get("ok"):
+                    raise VideoError(f"cannot encode {described}: {reply.get('error')}")
+                os.replace(tmp, path)
+                done = True
+                _return_worker(worker)
+                return EncodeResult(path, n, attempt, time.monotonic() - t0)
+            except _WorkerFailed as e:
+                if e.stage == "start":
+                    reason = f"the encoder worker did not start in {limits.startup_timeout_s:g} s"
+                elif e.stage == "late":
+                    reason = f"no result after {timeout:.3g} s (encoder stuck, {e})"
+                else:
+                    reason = str(e)
+                failures.append(f"attempt {attempt}: {reason}")
+                if attempt < total:
+                    log.warning(
+                        "video encoding of %s: %s; killed it, retrying (attempt %d of %d)",
+                        described, reason, attempt + 1, total,
+                    )  # fmt: skip
+            finally:
+                if not done:
+                    if worker is not None:
+                        worker.kill()
+                    tmp.unlink(missing_ok=True)
+        raise VideoEncodeTimeout(
+            f"video encoding of {described} failed {total} times ({'; '.join(failures)}). The "
+            "encoder is stuck (a rare SVT-AV1 stall) or the machine is badly overloaded. Nothing of "
+            "this episode was kept: run the same command with --resume to record it again; if it "
+            "keeps happening, record with --codec h264 or allow more time (EncodeLimits).",
+            path,
+            total,
         )
-        stream.width, stream.height, stream.pix_fmt = width, height, settings.pix_fmt
-        for frame in frames:
+    finally:
+        os.close(frames_fd)
+
+
+def _fault_for(attempt: int) -> dict[str, Any]:
+    fault = _FAULT_INJECTION_FOR_TESTS
+    if not fault or attempt not in fault.get("attempts", ()):
+        return {}
+    return {"fault": {k: v for k, v in fault.items() if k != "attempts"}}
+
+
+def _encode_frames(frames: np.ndarray, path: str | Path, job: Mapping[str, Any]) -> None:
+    """The encoding itself (in the worker, or in-process with isolate=False)."""
+    fault = job.get("fault")
+    _, height, width, _ = frames.shape
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream(job["encoder"], rate=job["fps"], options=job["options"])
+        stream.width, stream.height, stream.pix_fmt = width, height, job["pix_fmt"]
+        for i, frame in enumerate(frames):
+            if fault and i == fault.get("after_frames", 0):
+                _injected_fault(fault)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def _injected_fault(fault: Mapping[str, Any]) -> None:
+    if fault.get("pid_file"):
+        Path(fault["pid_file"]).write_text(str(os.getpid()))
+    if fault.get("mode") == "exit":
+        os._exit(70)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    while True:  # like a thread stuck in C: deaf to everything but SIGKILL
+        time.sleep(3600)
+
+
+# ------------------------------------------------------------------------- the worker processes
+
+
+class _WorkerFailed(Exception):
+    """An attempt failed for want of a working worker; stage: "start", "late" or "died"."""
+
+    def __init__(self, message: str, stage: str = "died") -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class _Worker:
+    """One encoding process. Jobs and replies are JSON messages on a Unix socket pair (one
+    message per packet); a job's frames travel as a file descriptor (an in-memory file the
+    worker maps), so a long 480x640 episode costs one memory copy, not a trip through a pipe."""
+
+    def __init__(self, startup_timeout_s: float) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                # -P: do not put this file's directory (sibling modules) on sys.path
+                [sys.executable, "-P", os.path.abspath(__file__), _WORKER_FLAG,
+                 str(theirs.fileno()), str(os.getpid())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except BaseException:
+            self.sock.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock.setblocking(False)
+        try:
+            self.receive(time.monotonic() + startup_timeout_s, starting=True)
+        except BaseException:
+            self.kill()
+            raise
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, header: Mapping[str, Any], frames_fd: int, deadline: float) -> None:
+        body = json.dumps(dict(header)).encode()
+        while True:
+            self._wait(deadline, write=True)
+            try:
+                socket.send_fds(self.sock, [body], [frames_fd])
+                return
+            except BlockingIOError:
+                continue
+            except OSError as e:  # EPIPE, ECONNRESET: the worker is gone
+                raise _WorkerFailed(f"{self._exit_reason()} ({e.strerror})") from None
+
+    def receive(self, deadline: float, starting: bool = False) -> dict[str, Any]:
+        while True:
+            self._wait(deadline, write=False, starting=starting)
+            try:
+                data = self.sock.recv(_MAX_REPLY)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                raise _WorkerFailed(f"{self._exit_reason()} ({e.strerror})") from None
+            if not data:
+                raise _WorkerFailed(self._exit_reason())
+            return json.loads(data)
+
+    def _wait(self, deadline: float, write: bool, starting: bool = False) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            # select returns early for a signal; a KeyboardInterrupt propagates from here
+            ready = select.select([] if write else [self.sock], [self.sock] if write else [], [],
+                                  remaining)  # fmt: skip
+            if ready[0] or ready[1]:
+                return
+        raise _WorkerFailed(f"worker pid {self.proc.pid}", "start" if starting else "late")
+
+    def _exit_reason(self) -> str:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return f"encoder worker pid {self.proc.pid} closed its socket"
+        return f"encoder worker exited with status {code}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.sock.close()
+
+    def close(self) -> None:
+        """Ask an idle worker to exit (it reads EOF), then make sure it did."""
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def _frames_file(data: memoryview) -> int:
+    """An unnamed in-memory file (a temporary file where memfd is missing) holding `data`."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("edgevla-frames", os.MFD_CLOEXEC)
+    else:  # pragma: no cover - not Linux
+        with tempfile.TemporaryFile() as f:
+            fd = os.dup(f.fileno())
+    try:
+        off = 0
+        while off < len(data):
+            off += os.write(fd, data[off:])
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_idle_workers: list[_Worker] = []
+_pool_lock = threading.Lock()
+
+
+def _take_worker(startup_timeout_s: float) -> _Worker:
+    with _pool_lock:
+        while _idle_workers:
+            worker = _idle_workers.pop()
+            if worker.alive():
+                return worker
+            worker.kill()
+    try:
+        return _Worker(startup_timeout_s)
+    except OSError as e:
+        raise _WorkerFailed(f"cannot start an encoder worker: {e}") from e
+
+
+def _return_worker(worker: _Worker) -> None:
+    with _pool_lock:
+        _idle_workers.append(worker)
+
+
+def shutdown_encoder_workers() -> None:
+    """Stop the idle encoder workers (done at exit; a later encode starts a new one)."""
+    with _pool_lock:
+        workers = list(_idle_workers)
+        _idle_workers.clear()
+    for worker in workers:
+        worker.close()
+
+
+def _forget_inherited_workers() -> None:
+    """In a forked child the parent's workers are not ours to use or stop: drop our copies of
+    their pipes (so they still see EOF when the parent lets them go) and start afresh."""
+    global _idle_workers, _pool_lock
+    for worker in _idle_workers:
+        worker.sock.close()
+    _idle_workers, _pool_lock = [], threading.Lock()
+
+
+atexit.register(shutdown_encoder_workers)
+os.register_at_fork(after_in_child=_forget_inherited_workers)
+
+
+def _worker_main(sock_fd: int, parent_pid: int) -> None:
+    """Loop of the encoding process: take a job, encode, reply; exit when the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent decides
+    with contextlib.suppress(Exception):  # Linux: die with the parent even if stuck in C
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        return
+    with socket.socket(fileno=sock_fd) as sock:
+        sock.send(json.dumps({"ready": os.getpid()}).encode())
+        while True:
+            body, fds, _, _ = socket.recv_fds(sock, _MAX_JOB, 1)
+            if not body or len(fds) != 1:
+                return  # the parent closed its end (or broke the protocol)
+            job = json.loads(body)
+            shape = [int(x) for x in job["shape"]]
+            with os.fdopen(fds[0], "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
+                frames = np.frombuffer(mm, dtype=np.uint8, count=int(np.prod(shape)))
+                try:
+                    _encode_frames(frames.reshape(shape), job["path"], job)
+                    reply: dict[str, Any] = {"ok": True}
+                except Exception as e:
+                    reply = {"ok": False, "error": f"{type(e).__name__}: {e}"[:4000]}
+                del frames  # the map can close only once no array looks into it
+            sock.send(json.dumps(reply).encode())
 
 
 @dataclass(frozen=True)
@@ -336,3 +743,7 @@ def concat_videos(inputs: Sequence[str | Path], output: str | Path) -> list[int]
     except av.FFmpegError as e:
         raise VideoError(f"cannot join videos into {output}: {e}") from e
     return counts
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == _WORKER_FLAG:
+    _worker_main(int(sys.argv[2]), int(sys.argv[3]))
