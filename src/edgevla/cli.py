@@ -39,6 +39,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("eval", "open-loop"): ("open_loop", "predicted chunks vs recorded actions on train / val episodes (fit vs generalisation)"),
     ("export",): ("export", "split a checkpoint into stages, export each to ONNX (a bundle), check parity with PyTorch"),
     ("quantize",): ("quantize", "a bundle at a precision plan (int8 dynamic / static QDQ per stage), with the action error it costs"),
+    ("sensitivity",): ("sensitivity", "where quantisation error comes from: each stage alone at each precision, the expert step by step"),
     ("schedule",): ("schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
     ("bench", "async"): ("bench_async", "sync vs async vs auto at the paper's latencies (virtual clock)"),
     ("bench", "latency"): ("bench_latency", "inference latency: a checkpoint in PyTorch vs bundles in ONNX Runtime, per stage"),

@@ -113,7 +113,7 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
     plan = resolve_plan(config.plan, [s.name for s in fp32.manifest.stages])
     calib_obs = sim_observations(fp32, config.calibration_observations, seed=1000)
     eval_obs = sim_observations(fp32, config.eval_observations, seed=2000)
-    feeds = [fp32.run_stages(fp32.inputs(o)) for o in calib_obs]  # every stage's inputs, named
+    feeds = calibration_feeds(fp32, calib_obs)
     out = Path(config.out)
     work = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.quantizing"
     work.mkdir(parents=True)
@@ -122,8 +122,7 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
         for i, stage in enumerate(fp32.manifest.stages):
             progress(ProgressEvent("quantize", i, len(plan), f"{stage.name}: {plan[stage.name]}"))
             src, dst = source / stage.file, work / stage.file
-            stage_feeds = [{t.name: f[t.name] for t in stage.inputs} for f in feeds]
-            quantize_stage(src, dst, plan[stage.name], stage_feeds, config.calibration)
+            quantize_stage(src, dst, plan[stage.name], feeds[stage.name], config.calibration)
             specs.append(StageSpec(stage.name, stage.file, stage.inputs, stage.outputs,
                                    plan[stage.name], sha256_of(dst)))  # fmt: skip
         manifest = Manifest(**{**fp32.manifest.__dict__, "stages": tuple(specs)})
@@ -161,6 +160,33 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
     )
 
 
+def calibration_feeds(
+    runner: BundleRunner, observations: list[dict[str, np.ndarray]], seed: int = 1
+) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Each stage's named inputs as the bundle meets them on `observations`. A flow-matching
+    expert is fed at every Euler step of a sample from N(0, I) noise (its inputs change along
+    the loop: x_t and t), so its activation ranges cover the whole trajectory."""
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in runner.manifest.stages}
+    spec = runner.manifest.sampler
+    rng = np.random.default_rng(seed)
+    for obs in observations:
+        tensors = runner.inputs(obs)
+        for stage, session in runner.sessions:
+            if spec and stage.name == spec["stage"]:
+                continue
+            feeds[stage.name].append({t.name: tensors[t.name] for t in stage.inputs})
+            runner.run_stage(stage, session, tensors)
+        if spec:
+            stage, session = next((s, x) for s, x in runner.sessions if s.name == spec["stage"])
+            x, n = rng.standard_normal(spec["noise_shape"], dtype=np.float32), spec["num_steps"]
+            for k in range(n):
+                tensors["x_t"], tensors["t"] = x, np.full((1,), 1.0 - k / n, dtype=np.float32)
+                feeds[stage.name].append({t.name: tensors[t.name] for t in stage.inputs})
+                runner.run_stage(stage, session, tensors)
+                x = x - np.float32(1.0 / n) * tensors["velocity"]
+    return feeds
+
+
 class _Feeds:
     """ONNX Runtime's CalibrationDataReader over a list of input dicts."""
 
@@ -175,6 +201,21 @@ def quantize_stage(
     src: Path, dst: Path, precision: str, feeds: list[dict[str, np.ndarray]], calibration: str
 ) -> None:
     """Write `src` at `precision` to `dst` (fp32: a copy)."""
+    if precision == "fp32":
+        shutil.copyfile(src, dst)
+        return
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ORT's quantiser logs advice through the root logger
+    try:
+        _quantize(src, dst, precision, feeds, calibration)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(src: Path, dst: Path, precision: str, feeds, calibration: str) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -183,9 +224,6 @@ def quantize_stage(
         quantize_static,
     )
 
-    if precision == "fp32":
-        shutil.copyfile(src, dst)
-        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if precision == "int8-dynamic":

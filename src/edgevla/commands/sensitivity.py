@@ -1,0 +1,38 @@
+"""`edgevla sensitivity`: each stage quantised alone vs fp32 (action error, stage latency), and
+for a flow-matching expert the error after every denoising step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.deploy.sensitivity import SensitivityConfig, sensitivity
+
+
+@dataclass(frozen=True)
+class Args(SensitivityConfig):
+    """Measure where quantisation error comes from, stage by stage (table, PNG, JSON)."""
+
+    json: bool = False
+
+    def __post_init__(self) -> None:
+        """Checked when run() builds the config, so a bad value is one line (exit 2)."""
+
+
+def run(args: Args) -> int:
+    config = SensitivityConfig(**{f.name: getattr(args, f.name) for f in fields(SensitivityConfig)})
+    with progress_bar(quiet=args.json) as report:
+        result = sensitivity(config, progress=report)
+    if args.json:
+        emit_json(result.to_dict())
+        return 0
+    rows = [(r.stage, r.precision, f"{r.action_error_max:.4f}", f"{r.action_error_mean:.4f}",
+             f"{1000 * r.stage_latency_s:.1f} ms") for r in result.rows]  # fmt: skip
+    cols = ["stage", "precision", "action err max", "action err mean", "stage p50"]
+    console.print(table(f"edgevla sensitivity: {result.bundle}", cols, rows))
+    for precision, errors in result.expert_steps.items():
+        console.print(
+            f"expert at {precision}, error after each step: " + " ".join(f"{e:.4f}" for e in errors)
+        )
+    console.print(f"figure: {result.figure}\nresults: {result.results_file}")
+    return 0

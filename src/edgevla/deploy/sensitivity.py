@@ -1,0 +1,205 @@
+"""Where the quantisation error comes from: each stage alone at each precision, against fp32.
+
+For every stage s and precision p, a copy of the fp32 bundle with only s at p runs the same
+held-out observations as the fp32 bundle; the table gives the action error (max and mean abs,
+action units) and s's own median latency. For a flow-matching bundle, the expert's error is
+also followed step by step: from the same noise and the same (fp32) prefix, the quantised and
+the fp32 Euler trajectories are compared after every denoising step. A curve that grows with
+the steps is the accumulation the NXP/Hugging Face write-up warns about (and the reason to keep
+the expert in higher precision); a flat one says the expert tolerates it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgevla_runtime.bundle import BundleRunner, Manifest
+
+from edgevla.errors import BadInput
+from edgevla.progress import ProgressEvent, ProgressFn, no_progress
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    bundle: Path
+    """an fp32 bundle from `edgevla export`"""
+    out: Path | None = None
+    """where sensitivity.json and the PNG go (default: <bundle>/../<name>_sensitivity)"""
+    precisions: tuple[str, ...] = ("int8-dynamic", "int8-static")
+    calibration: str = "minmax"
+    calibration_observations: int = 8
+    eval_observations: int = 4
+    calls: int = 5
+    """timed calls per stage for its latency"""
+
+    def __post_init__(self) -> None:
+        from edgevla.deploy.quantize import CALIBRATIONS, PRECISIONS
+
+        bad = [p for p in self.precisions if p not in PRECISIONS or p == "fp32"]
+        if bad or not self.precisions:
+            raise BadInput(
+                f"must be among {PRECISIONS[1:]}, got {bad or 'none'}", field="--precisions"
+            )
+        if self.calibration not in CALIBRATIONS:
+            raise BadInput(f"must be one of {CALIBRATIONS}", field="--calibration")
+        if min(self.calibration_observations, self.eval_observations, self.calls) < 1:
+            raise BadInput("observation and call counts must be >= 1")
+        Manifest.read(self.bundle)
+
+
+@dataclass
+class SensitivityRow:
+    stage: str
+    precision: str
+    action_error_max: float
+    action_error_mean: float
+    stage_latency_s: float
+
+
+@dataclass
+class SensitivityResult:
+    bundle: str
+    rows: list[SensitivityRow]
+    expert_steps: dict[str, list[float]] = field(default_factory=dict)
+    """precision -> mean abs error of x after each Euler step (flow matching only)"""
+    figure: str | None = None
+    results_file: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -> SensitivityResult:
+    from edgevla.deploy.export import sim_observations
+    from edgevla.deploy.quantize import calibration_feeds, quantize_stage
+    from edgevla.jsonio import write_json_atomic
+
+    source = Path(config.bundle)
+    fp32 = BundleRunner(source)
+    manifest = fp32.manifest
+    feeds = calibration_feeds(
+        fp32, sim_observations(fp32, config.calibration_observations, seed=1000)
+    )
+    held_out = sim_observations(fp32, config.eval_observations, seed=2000)
+    rng = np.random.default_rng(0)
+    noises = None
+    if manifest.sampler:
+        shape = manifest.sampler["noise_shape"]
+        noises = [rng.standard_normal(shape, dtype=np.float32) for _ in held_out]
+    reference = [fp32.predict_chunk(o, noise=None if noises is None else noises[i]) for i, o in enumerate(held_out)]  # fmt: skip
+    rows, curves = [], {}
+    total = len(manifest.stages) * len(config.precisions)
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="sensitivity.") as tmp:
+        for stage in manifest.stages:
+            for precision in config.precisions:
+                progress(ProgressEvent("sensitivity", done, total, f"{stage.name} {precision}"))
+                variant = Path(tmp) / f"{stage.name}-{precision}"
+                shutil.copytree(source, variant)
+                quantize_stage(source / stage.file, variant / stage.file, precision,
+                               feeds[stage.name], config.calibration)  # fmt: skip
+                runner = BundleRunner(variant, verify=False)  # the manifest's sha is fp32's
+                diffs = [
+                    np.abs(runner.predict_chunk(o, noise=None if noises is None else noises[i]) - reference[i])
+                    for i, o in enumerate(held_out)
+                ]  # fmt: skip
+                rows.append(SensitivityRow(stage.name, precision, float(max(d.max() for d in diffs)),
+                                           float(np.mean([d.mean() for d in diffs])),
+                                           _stage_latency(runner, stage.name, held_out[0], config.calls)))  # fmt: skip
+                if manifest.sampler and stage.name == manifest.sampler["stage"]:
+                    curves[precision] = _step_errors(fp32, runner, held_out, noises)
+                done += 1
+        progress(ProgressEvent("sensitivity", total, total, "done"))
+    fp32_rows = [SensitivityRow(s.name, "fp32", 0.0, 0.0, _stage_latency(fp32, s.name, held_out[0], config.calls))
+                 for s in manifest.stages]  # fmt: skip
+    out = Path(config.out) if config.out else source.parent / f"{source.name}_sensitivity"
+    out.mkdir(parents=True, exist_ok=True)
+    result = SensitivityResult(str(source), fp32_rows + rows, curves)
+    result.figure = str(plot_sensitivity(result, out / "sensitivity.png"))
+    result.results_file = str(out / "sensitivity.json")
+    write_json_atomic(out / "sensitivity.json", result.to_dict())
+    return result
+
+
+def _session(runner: BundleRunner, name: str):
+    return next(sess for s, sess in runner.sessions if s.name == name)
+
+
+def _step_errors(fp32: BundleRunner, quant: BundleRunner, observations, noises) -> list[float]:
+    """Mean abs difference of x after each Euler step, same noise and same fp32 prefix."""
+    spec = fp32.manifest.sampler
+    n = spec["num_steps"]
+    errors = np.zeros(n)
+    for obs, noise in zip(observations, noises, strict=True):
+        prefix = fp32.run_stages(fp32.inputs(obs))
+        xa, xb = noise.copy(), noise.copy()
+        stage = next(s for s, _ in fp32.sessions if s.name == spec["stage"])
+        for k in range(n):
+            t = np.full((1,), 1.0 - k / n, dtype=np.float32)
+            ta, tb = dict(prefix, x_t=xa, t=t), dict(prefix, x_t=xb, t=t)
+            fp32.run_stage(stage, _session(fp32, stage.name), ta)
+            quant.run_stage(stage, _session(quant, stage.name), tb)
+            xa = xa - np.float32(1.0 / n) * ta["velocity"]
+            xb = xb - np.float32(1.0 / n) * tb["velocity"]
+            errors[k] += float(np.abs(xa - xb)[..., : fp32.manifest.action_dim].mean())
+    return (errors / len(observations)).tolist()
+
+
+def _stage_latency(runner: BundleRunner, name: str, observation, calls: int) -> float:
+    tensors = runner.inputs(observation)
+    sampler = (runner.manifest.sampler or {}).get("stage")
+    for stage, session in runner.sessions:
+        if stage.name == sampler:
+            spec = runner.manifest.sampler
+            tensors["x_t"] = np.zeros(spec["noise_shape"], dtype=np.float32)
+            tensors["t"] = np.ones((1,), dtype=np.float32)
+        if stage.name == name:
+            runner.run_stage(stage, session, tensors)  # warm-up
+            times = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                runner.run_stage(stage, session, tensors)
+                times.append(time.perf_counter() - t0)
+            return float(np.median(times))
+        runner.run_stage(stage, session, tensors)
+    raise KeyError(name)
+
+
+def plot_sensitivity(result: SensitivityResult, path: Path) -> Path:
+    """Bars: action error of each stage quantised alone; curve: the expert's error by step."""
+    from edgevla.figures import pyplot, save_png
+
+    plt = pyplot()
+    n = 2 if result.expert_steps else 1
+    fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4), squeeze=False)
+    ax = axes[0][0]
+    quant = [r for r in result.rows if r.precision != "fp32"]
+    labels = [f"{r.stage}\n{r.precision}" for r in quant]
+    ax.bar(range(len(quant)), [r.action_error_mean for r in quant], color="tab:blue", label="mean")
+    ax.scatter(
+        range(len(quant)),
+        [r.action_error_max for r in quant],
+        color="tab:red",
+        zorder=3,
+        label="max",
+    )
+    ax.set_xticks(range(len(quant)), labels, fontsize=7)
+    ax.set_ylabel("action error vs fp32 (rad)")
+    ax.set_title("one stage quantised, the rest fp32")
+    ax.legend(fontsize=8)
+    if result.expert_steps:
+        ax = axes[0][1]
+        for precision, errors in result.expert_steps.items():
+            ax.plot(range(1, len(errors) + 1), errors, marker="o", label=precision)
+        ax.set_xlabel("Euler step (t: 1 -> 0)")
+        ax.set_ylabel("mean |x_quant - x_fp32| (normalised)")
+        ax.set_title("expert quantised: error along the denoising loop")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_png(fig, path)
