@@ -85,3 +85,26 @@ def test_bundle_noise_is_reseeded_per_episode(smolvla_bundle: Path) -> None:
     b = mean.predict_chunk(obs)
     mean.reset(2)
     assert np.array_equal(b, mean.predict_chunk(obs))
+
+
+def test_sensitivity_measures_each_stage_and_the_expert_step_by_step(
+    smolvla_bundle, tmp_path
+) -> None:
+    import json
+
+    from edgevla.deploy.sensitivity import SensitivityConfig, sensitivity
+
+    result = sensitivity(
+        SensitivityConfig(bundle=smolvla_bundle, out=tmp_path, calibration_observations=2,
+                          eval_observations=1, calls=1)
+    )  # fmt: skip
+    pairs = {(r.stage, r.precision) for r in result.rows}
+    for stage in ("vision", "prefill", "expert_step"):
+        assert {(stage, "fp32"), (stage, "int8-dynamic"), (stage, "int8-static")} <= pairs
+    for r in result.rows:
+        assert r.stage_latency_s > 0
+        assert (r.action_error_max == 0) == (r.precision == "fp32")
+    assert set(result.expert_steps) == {"int8-dynamic", "int8-static"}
+    assert all(len(v) == 10 and v[-1] > 0 for v in result.expert_steps.values())
+    assert Path(result.figure).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(Path(result.results_file).read_text())["expert_steps"] == result.expert_steps
