@@ -13,19 +13,34 @@ do not):
 - images: a 256-bin histogram per channel gives every statistic exactly and fast.
 Aggregation over episodes follows LeRobot: count-weighted mean, pooled variance, min of mins,
 max of maxes, and count-weighted average of quantiles (an approximation LeRobot also makes).
+
+`Stats` (float32 arrays per feature and statistic) is what a policy's Normalizer takes. It is
+stored two ways: meta/stats.json (nested lists, `load_stats` / `stats_to_json`) and a
+safetensors file of flat "<feature>.<stat>" tensors (`write_stats_safetensors` /
+`read_stats_safetensors`), the tensor layout of LeRobot's normalizer processor state
+(policy_preprocessor_step_*_normalizer_processor.safetensors), e.g. "observation.state.mean"
+(D,), "observation.images.top.std" (3, 1, 1). Safetensors keeps dtype and shape and loads
+without parsing, and the same tensors serve our checkpoint file and LeRobot's processor files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from edgevla.errors import BadInput
+from edgevla.jsonio import read_json
 
 QUANTILES: tuple[float, ...] = (0.01, 0.10, 0.50, 0.90, 0.99)
 QUANTILE_KEYS: tuple[str, ...] = tuple(f"q{int(round(q * 100)):02d}" for q in QUANTILES)
 
 FeatureStats = dict[str, np.ndarray]
+Stats = dict[str, dict[str, np.ndarray]]  # {feature: {stat: float32 array}}, for normalisation
 
 
 def vector_stats(x: np.ndarray) -> FeatureStats:
@@ -123,3 +138,70 @@ def from_json(obj: Mapping[str, Mapping[str, Any]]) -> dict[str, FeatureStats]:
         f: {k: np.asarray(v, dtype=np.int64 if k == "count" else np.float64) for k, v in s.items()}
         for f, s in obj.items()
     }
+
+
+def stats_from_json(obj: Mapping[str, Mapping[str, Any]]) -> Stats:
+    """A meta/stats.json-style mapping (lists) as float32 arrays (count and quantiles too)."""
+    out: Stats = {}
+    for feature, per_stat in obj.items():
+        if not isinstance(per_stat, Mapping):
+            raise BadInput(
+                f"statistics of {feature!r} should be an object of named values, "
+                f"found {type(per_stat).__name__}",
+                field=feature,
+            )
+        try:
+            out[feature] = {
+                name: np.asarray(value, dtype=np.float32) for name, value in per_stat.items()
+            }
+        except (TypeError, ValueError) as e:
+            raise BadInput(f"statistics of {feature!r} are not numbers ({e})", field=feature) from e
+    return out
+
+
+def stats_to_json(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, list]]:
+    return {f: {k: np.asarray(v).tolist() for k, v in s.items()} for f, s in stats.items()}
+
+
+def load_stats(path: str | Path) -> Stats:
+    """Read a stats.json file (LeRobot meta/stats.json layout) as float32 `Stats`."""
+    obj = read_json(path, "normalisation statistics", fix="re-create it from the dataset")
+    try:
+        return stats_from_json(obj)
+    except BadInput as e:
+        raise BadInput(str(e), path=path, field=e.field) from None
+
+
+def write_stats_safetensors(path: str | Path, stats: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write stats as flat "<feature>.<stat>" float32 tensors (LeRobot normalizer layout)."""
+    flat = {
+        f"{feature}.{stat}": np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+        for feature, per_stat in stats.items()
+        for stat, value in per_stat.items()
+    }
+    save_file(flat, str(path), metadata={"format": "pt", "content": "normalization_stats"})
+    return Path(path)
+
+
+def read_stats_safetensors(path: str | Path, what: str = "normalisation statistics") -> Stats:
+    """Inverse of write_stats_safetensors; BadInput naming the file for a missing, truncated or
+    garbage file, or a key that is not "<feature>.<stat>"."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{what} not found", path=path)
+    try:
+        flat = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BadInput(
+            f"{what} is not a readable safetensors file ({e}); was it written completely?",
+            path=path,
+        ) from e
+    stats: Stats = {}
+    for key, array in flat.items():
+        feature, _, stat = key.rpartition(".")
+        if not feature or not stat:
+            raise BadInput(f"key {key!r} is not '<feature>.<stat>'", path=path, field=key)
+        if not np.issubdtype(array.dtype, np.number):
+            raise BadInput(f"{key} has dtype {array.dtype}, not a number", path=path, field=key)
+        stats.setdefault(feature, {})[stat] = array.astype(np.float32, copy=False)
+    return stats

@@ -36,8 +36,8 @@ from torch.utils.data import Dataset
 
 from edgevla.dataset import stats as dstats
 from edgevla.dataset.frame_cache import FrameCache
-from edgevla.dataset.reader import LeRobotDatasetReader
-from edgevla.policies.common.normalize import Stats, load_stats, stats_from_json
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
+from edgevla.dataset.stats import Stats, load_stats, stats_from_json
 
 
 class ActionChunkDataset(Dataset):

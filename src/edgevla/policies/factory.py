@@ -1,58 +1,71 @@
 """Build or load a policy by its type name ("act", "smolvla") without importing every policy.
 
-Each policy class offers the same small surface, which is all training, evaluation and export
-rely on:
+Each policy package offers the same small surface, which is all training, evaluation and export
+rely on. Its model class:
     forward(batch) -> (loss, info)              normalised batch, training loss
     predict_action_chunk(batch) -> (B, C, A)    normalised observation -> normalised chunk
     get_optim_params() -> param groups
     save_pretrained(folder, stats) / from_pretrained(folder)
-and its config has `input_features`, `output_features`, `chunk_size`, `normalization_modes()`.
+Its config module: `preset(name, cameras, image_hw, state_dim, action_dim, **overrides)` and a
+config class (FeatureViews: input_features, output_features, normalization_modes(), chunk_size)
+with from_json_dict / to_json_dict, with_lr(lr), make_optimizer(param_groups, total_steps),
+load_pretrained_parts(policy), vision_part() and lerobot_incompatibilities().
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from edgevla.errors import BadInput
+
+# type -> (config module, config class, model module, model class); imported on first use.
 POLICY_TYPES = {
-    "act": ("edgevla.policies.act.model", "ACTPolicy"),
-    "smolvla": ("edgevla.policies.smolvla.model", "SmolVLAPolicy"),
+    "act": ("edgevla.policies.act.config", "ACTConfig", "edgevla.policies.act.model", "ACTPolicy"),
+    "smolvla": (
+        "edgevla.policies.smolvla.config",
+        "SmolVLAConfig",
+        "edgevla.policies.smolvla.model",
+        "SmolVLAPolicy",
+    ),
 }
 
 
-def policy_class(policy_type: str):
+def _entry(policy_type: str) -> tuple[str, str, str, str]:
     if policy_type not in POLICY_TYPES:
-        raise ValueError(
-            f"unknown policy type {policy_type!r}; choose one of {sorted(POLICY_TYPES)}"
+        raise BadInput(
+            f"unknown policy type {policy_type!r}; choose one of {sorted(POLICY_TYPES)}",
+            field="policy",
         )
-    module, name = POLICY_TYPES[policy_type]
+    return POLICY_TYPES[policy_type]
+
+
+def policy_class(policy_type: str) -> Any:
+    _, _, module, name = _entry(policy_type)
+    return getattr(importlib.import_module(module), name)
+
+
+def config_module(policy_type: str) -> ModuleType:
+    """The policy's config module (its `preset(...)`, PRESETS and config class)."""
+    return importlib.import_module(_entry(policy_type)[0])
+
+
+def config_class(policy_type: str) -> Any:
+    module, name, _, _ = _entry(policy_type)
     return getattr(importlib.import_module(module), name)
 
 
 def checkpoint_policy_type(folder: str | Path) -> str:
     """The "type" field of a checkpoint's config.json."""
-    path = Path(folder) / "config.json"
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{folder} is not a policy checkpoint: no config.json") from e
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from e
-    policy_type = cfg.get("type")
-    if policy_type not in POLICY_TYPES:
-        raise ValueError(
-            f"{path}: policy type {policy_type!r} is not one of {sorted(POLICY_TYPES)}"
-        )
-    return policy_type
+    from edgevla.policies.checkpoint import Checkpoint
+
+    return Checkpoint.open(folder).policy_type
 
 
 def load_policy(folder: str | Path, expected_type: str | None = None) -> Any:
     """Load a checkpoint folder strictly (eval mode); `expected_type` refuses other policy types."""
-    policy_type = checkpoint_policy_type(folder)
-    if expected_type is not None and policy_type != expected_type:
-        raise ValueError(
-            f"{folder} holds a {policy_type!r} checkpoint, but a {expected_type!r} policy was asked for"
-        )
-    return policy_class(policy_type).from_pretrained(folder)
+    from edgevla.policies.checkpoint import Checkpoint
+
+    return Checkpoint.open(folder, expected_type).load_policy()

@@ -14,9 +14,8 @@ import torch
 from edgevla_runtime.features import ACTION_KEY, STATE_KEY, TASK, camera_of, image_key
 from edgevla_runtime.observation import check_observation
 
-from edgevla.policies.checkpoint import load_checkpoint_stats
+from edgevla.policies.checkpoint import Checkpoint
 from edgevla.policies.common.normalize import Normalizer
-from edgevla.policies.factory import load_policy
 
 
 class TorchPolicyRunner:
@@ -50,28 +49,30 @@ class TorchPolicyRunner:
         self.noise_scale = float(noise_scale)
         self._noise = torch.Generator().manual_seed(0)
         cfg = policy.config
-        keys = [k for k in cfg.input_features if k.startswith("observation.images.")]
-        self._camera_names = tuple(camera_of(k) for k in keys)
-        shape = _shape(cfg.input_features[keys[0]])
-        self._image_hw = (int(shape[-2]), int(shape[-1]))
+        self._camera_names = tuple(camera_of(k) for k in cfg.image_features)
+        self._image_hw = cfg.camera_hw
         self._chunk_size = int(cfg.chunk_size)
-        self._action_dim = int(_shape(cfg.output_features[ACTION_KEY])[0])
-        self._state_dim = int(_shape(cfg.input_features[STATE_KEY])[0])
+        self._action_dim = int(cfg.output_features[ACTION_KEY].shape[0])
+        self._state_dim = int(cfg.input_features[STATE_KEY].shape[0])
 
     @classmethod
     def from_checkpoint(
-        cls, folder: str | Path, expected_type: str | None = None, noise_scale: float = 1.0
+        cls,
+        folder: str | Path | Checkpoint,
+        expected_type: str | None = None,
+        noise_scale: float = 1.0,
     ) -> TorchPolicyRunner:
-        policy = load_policy(folder, expected_type)
-        stats = load_checkpoint_stats(folder)
-        if stats is None:
-            raise FileNotFoundError(
-                f"{folder} has no normalisation statistics (normalization_stats.safetensors); "
-                "a checkpoint written by `edgevla train` has them"
+        """Run a checkpoint folder (ours or LeRobot's, statistics from its processor files)."""
+        if not isinstance(folder, Checkpoint):
+            folder = Checkpoint.open(folder, expected_type)
+        elif expected_type is not None and folder.policy_type != expected_type:
+            raise ValueError(
+                f"{folder.folder} holds a {folder.policy_type!r} checkpoint, but a "
+                f"{expected_type!r} policy was asked for"
             )
-        return cls(
-            policy, Normalizer(stats, policy.config.normalization_modes()), noise_scale=noise_scale
-        )
+        ckpt = folder
+        normalizer = ckpt.normalizer()  # explains a folder without statistics before loading
+        return cls(ckpt.load_policy(), normalizer, noise_scale=noise_scale)
 
     def reset(self, seed: int | None = None) -> None:
         """Start an episode: reseed the sampling noise (the control loop calls this)."""
@@ -119,7 +120,3 @@ class TorchPolicyRunner:
             chunk = self.policy.predict_action_chunk(batch)  # (1, C, A) normalised
         chunk = self.normalizer.unnormalize({ACTION_KEY: chunk})[ACTION_KEY]
         return chunk[0].numpy().astype(np.float32)
-
-
-def _shape(feature) -> tuple[int, ...]:
-    return tuple(feature.shape if hasattr(feature, "shape") else feature)

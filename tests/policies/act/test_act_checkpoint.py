@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from edgevla.errors import BadInput
 from edgevla.policies import checkpoint
 from edgevla.policies.act.model import ACTPolicy
 from edgevla.policies.common.normalize import Normalizer
@@ -39,6 +40,10 @@ def test_round_trip_is_exact(tiny_config, tmp_path):
         "config.json",
         "model.safetensors",
         "normalization_stats.safetensors",
+        "policy_postprocessor.json",
+        "policy_postprocessor_step_0_unnormalizer_processor.safetensors",
+        "policy_preprocessor.json",
+        "policy_preprocessor_step_3_normalizer_processor.safetensors",
     ]
     assert json.loads((folder / "config.json").read_text())["type"] == "act"
     assert all(k.startswith("model.") for k in load_file(str(folder / "model.safetensors")))
@@ -59,10 +64,14 @@ def test_round_trip_is_exact(tiny_config, tmp_path):
     Normalizer(loaded_stats, loaded.config.normalization_modes())  # usable as saved
 
 
-def test_reference_checkpoint_loads_without_stats(act_checkpoint):
+def test_reference_checkpoint_loads_without_our_stats_file(act_checkpoint):
+    """LeRobot's folder has no normalization_stats.safetensors: its stats come from its
+    processor files (tests/policies/test_checkpoint.py checks their values)."""
     policy = ACTPolicy.from_pretrained(act_checkpoint)
     assert policy.config.chunk_size == 20
-    assert checkpoint.load_checkpoint_stats(act_checkpoint) is None
+    assert not (act_checkpoint / checkpoint.STATS_FILE).exists()
+    stats = checkpoint.load_checkpoint_stats(act_checkpoint)
+    assert sorted(stats) == sorted(policy.config.all_features)
 
 
 def test_other_policy_type_rejected(act_checkpoint, tmp_path):
@@ -99,5 +108,5 @@ def test_missing_and_unexpected_keys_named(tiny_config, tmp_path):
 
 
 def test_missing_folder_explained(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(BadInput, match="config.json"):
         ACTPolicy.from_pretrained(tmp_path)

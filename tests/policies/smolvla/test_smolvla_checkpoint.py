@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import load_file as load_numpy
 from safetensors.torch import save_file
 
-from edgevla.policies.checkpoint import load_checkpoint_stats
+from edgevla.policies.checkpoint import (
+    Checkpoint,
+    LeRobotCompatibilityWarning,
+    load_checkpoint_stats,
+)
+from edgevla.policies.common.contract import FeatureType, PolicyFeature
+from edgevla.policies.runner import TorchPolicyRunner
 from edgevla.policies.smolvla.config import (
     smolvla_base_preset,
     smolvla_cpu_preset,
@@ -15,14 +24,30 @@ from edgevla.policies.smolvla.config import (
 )
 from edgevla.policies.smolvla.model import SmolVLAPolicy
 
+LEROBOT_PROCESSOR_FILES = (
+    "policy_preprocessor.json",
+    "policy_preprocessor_step_3_normalizer_processor.safetensors",
+    "policy_postprocessor.json",
+    "policy_postprocessor_step_0_unnormalizer_processor.safetensors",
+)
+
 
 def test_save_load_round_trip_is_exact(tiny_config, make_batch, tmp_path):
     cfg = tiny_config()
     model = SmolVLAPolicy(cfg)
-    stats = {"observation.state": {"mean": np.zeros(5, np.float32), "std": np.ones(5, np.float32)}}
-    model.save_pretrained(tmp_path / "ckpt", stats)
+    stats = {
+        "observation.state": {"mean": np.zeros(5, np.float32), "std": np.ones(5, np.float32)},
+        "action": {"mean": np.zeros(3, np.float32), "std": np.ones(3, np.float32)},
+    }
+    with pytest.warns(LeRobotCompatibilityWarning, match="LeRobot cannot load"):
+        model.save_pretrained(tmp_path / "ckpt", stats)
     files = {p.name for p in (tmp_path / "ckpt").iterdir()}
-    assert files == {"config.json", "model.safetensors", "normalization_stats.safetensors"}
+    assert files == {
+        "config.json",
+        "model.safetensors",
+        "normalization_stats.safetensors",
+        *LEROBOT_PROCESSOR_FILES,
+    }
     loaded = SmolVLAPolicy.from_pretrained(tmp_path / "ckpt")
     assert loaded.config == cfg and not loaded.training
     assert np.array_equal(
@@ -133,3 +158,19 @@ def test_strict_load_refuses_a_different_config(tiny_config, tmp_path):
 def test_preset_sizes():
     assert 6e6 < _count(SmolVLAPolicy(smolvla_cpu_preset())) < 8e6
     assert _count(SmolVLAPolicy(smolvla_tiny_preset())) < 0.5e6
+
+
+OLD_CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "smolvla_tiny_v0"
+
+
+def test_checkpoint_written_before_the_feature_contract_still_runs_the_same():
+    """A folder the code before PolicyFeature wrote (config.json without features; golden chunk
+    from its runner with reset(11)) opens and predicts the same actions."""
+    ckpt = Checkpoint.open(OLD_CHECKPOINT)
+    assert ckpt.policy_type == "smolvla" and ckpt.train_info.fps is None
+    assert ckpt.config.input_features["observation.state"] == PolicyFeature(FeatureType.STATE, (6,))
+    runner = TorchPolicyRunner.from_checkpoint(ckpt)
+    runner.reset(11)
+    golden = load_numpy(str(OLD_CHECKPOINT / "golden_io.safetensors"))
+    expected = golden.pop("output.chunk")
+    np.testing.assert_allclose(runner.predict_chunk(golden), expected, rtol=0, atol=1e-5)

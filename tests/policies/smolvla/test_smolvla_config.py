@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from edgevla.policies.common.normalize import NormalizationMode
+from edgevla.policies.common.contract import FeatureType, NormalizationMode, PolicyFeature
 from edgevla.policies.smolvla.config import (
     SmolVLAConfig,
     expert_intermediate_size,
@@ -76,11 +76,13 @@ def test_presets_take_the_robot_description():
     cfg = smolvla_tiny_preset(cameras=("top", "left"), image_hw=(64, 80), state_dim=4, action_dim=2)
     assert cfg.image_keys == ("observation.images.top", "observation.images.left")
     assert cfg.input_features == {
-        "observation.images.top": (3, 64, 80),
-        "observation.images.left": (3, 64, 80),
-        "observation.state": (4,),
+        "observation.images.top": PolicyFeature(FeatureType.VISUAL, (3, 64, 80)),
+        "observation.images.left": PolicyFeature(FeatureType.VISUAL, (3, 64, 80)),
+        "observation.state": PolicyFeature(FeatureType.STATE, (4,)),
     }
-    assert cfg.output_features == {"action": (2,)}
+    assert cfg.output_features == {"action": PolicyFeature(FeatureType.ACTION, (2,))}
+    assert list(cfg.image_features) == ["observation.images.top", "observation.images.left"]
+    assert cfg.camera_hw == (64, 80)
     assert cfg.action_delta_indices == list(range(10))
     modes = cfg.normalization_modes()
     assert modes["observation.images.top"] is NormalizationMode.IDENTITY

@@ -23,9 +23,8 @@ import json
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgevla_runtime.features import (
     ACTION_DIM,
@@ -38,8 +37,28 @@ from edgevla_runtime.features import (
     image_key,
 )
 
+from edgevla.jsonio import read_json
 from edgevla.policies.act.resnet import parse_backbone
-from edgevla.policies.common.normalize import NormalizationMode
+from edgevla.policies.common.contract import (
+    FeatureType,
+    FeatureViews,
+    NormalizationMode,
+    PolicyFeature,
+    VisionPart,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ACTConfig",
+    "FeatureType",
+    "NormalizationMode",
+    "PolicyFeature",
+    "act_edge_preset",
+    "default_features",
+    "preset",
+]
 
 POLICY_TYPE = "act"
 ENV_STATE_KEY = "observation.environment_state"
@@ -47,6 +66,7 @@ SUPPORTED_BACKBONES = (
     "resnet18",
     "resnet34",
 )  # what torchvision and LeRobot know; see resnet.parse_backbone
+BACKBONE_FILE = "backbone.safetensors"  # `edgevla pretrain`'s trunk, torchvision layout
 SUPPORTED_ACTIVATIONS = ("relu", "gelu")
 
 # Keys of LeRobot's PreTrainedConfig that ACT does not use; written with these defaults unless a
@@ -63,39 +83,6 @@ LEROBOT_BASE_DEFAULTS: dict[str, Any] = {
     "pretrained_path": None,
     "pretrained_revision": None,
 }
-
-
-class FeatureType(StrEnum):
-    """Same names as LeRobot's FeatureType (the "type" of an input/output feature)."""
-
-    STATE = "STATE"
-    VISUAL = "VISUAL"
-    ENV = "ENV"
-    ACTION = "ACTION"
-    REWARD = "REWARD"
-    LANGUAGE = "LANGUAGE"
-
-
-@dataclass(frozen=True)
-class PolicyFeature:
-    """One input or output of a policy: its type and per-sample shape (no batch/time dims).
-
-    Images are (3, H, W); state and action are (D,).
-    """
-
-    type: FeatureType
-    shape: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "type", FeatureType(self.type))
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type.value, "shape": list(self.shape)}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> PolicyFeature:
-        return cls(type=FeatureType(obj["type"]), shape=tuple(obj["shape"]))
 
 
 def default_features(
@@ -130,7 +117,7 @@ def _default_normalization_mapping() -> dict[str, NormalizationMode]:
 
 
 @dataclass(frozen=True)
-class ACTConfig:
+class ACTConfig(FeatureViews):
     """Action Chunking Transformer settings (Zhao et al. 2023), field for field LeRobot's ACTConfig.
 
     Field meanings follow LeRobot: `chunk_size` actions are predicted per call, of which a
@@ -277,26 +264,7 @@ class ACTConfig:
                 f"use some of {[t.value for t in FeatureType]}"
             )
 
-    # Feature views, as LeRobot's PreTrainedConfig exposes them.
-    @property
-    def all_features(self) -> dict[str, PolicyFeature]:
-        return {**self.input_features, **self.output_features}
-
-    @property
-    def image_features(self) -> dict[str, PolicyFeature]:
-        """Camera features in input order; this order fixes the token order of the encoder."""
-        return {k: f for k, f in self.input_features.items() if f.type is FeatureType.VISUAL}
-
-    @property
-    def robot_state_feature(self) -> PolicyFeature | None:
-        return next((f for f in self.input_features.values() if f.type is FeatureType.STATE), None)
-
-    @property
-    def robot_state_key(self) -> str | None:
-        return next(
-            (k for k, f in self.input_features.items() if f.type is FeatureType.STATE), None
-        )
-
+    # Feature views beyond FeatureViews' (all/image/state/action features).
     @property
     def env_state_feature(self) -> PolicyFeature | None:
         return next((f for f in self.input_features.values() if f.type is FeatureType.ENV), None)
@@ -306,24 +274,9 @@ class ACTConfig:
         return next((k for k, f in self.input_features.items() if f.type is FeatureType.ENV), None)
 
     @property
-    def action_feature(self) -> PolicyFeature:
-        return self.output_features[ACTION_KEY]
-
-    @property
     def action_delta_indices(self) -> list[int]:
         """Frame offsets of the action targets a training sample needs (0..chunk_size-1)."""
         return list(range(self.chunk_size))
-
-    def normalization_modes(self) -> dict[str, NormalizationMode]:
-        """Per-feature modes for `Normalizer(stats, config.normalization_modes())`.
-
-        A feature type missing from normalization_mapping passes through (IDENTITY), as in LeRobot.
-        """
-        mapping = self.normalization_mapping
-        return {
-            k: mapping.get(f.type.value, NormalizationMode.IDENTITY)
-            for k, f in self.all_features.items()
-        }
 
     # LeRobot config.json.
     def to_json_dict(self) -> dict[str, Any]:
@@ -385,16 +338,71 @@ class ACTConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ACTConfig:
-        path = Path(path)
-        try:
-            obj = json.loads(path.read_text())
-        except FileNotFoundError as e:
-            raise FileNotFoundError(
-                f"no ACT config at {path}; expected a LeRobot config.json"
-            ) from e
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON ({e})") from e
-        return cls.from_json_dict(obj)
+        return cls.from_json_dict(
+            read_json(path, "ACT config", fix="expected a LeRobot config.json")
+        )
+
+    # What differs per policy: training recipe, starting weights, pre-training, LeRobot reach.
+    def with_lr(self, lr: float) -> ACTConfig:
+        """The same config trained at `lr` (the backbone too)."""
+        return dataclasses.replace(self, optimizer_lr=lr, optimizer_lr_backbone=lr)
+
+    def make_optimizer(
+        self, param_groups: list[dict], total_steps: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        """LeRobot's ACT recipe: AdamW (lr / backbone lr from the config, weight decay) at a
+        constant rate; `total_steps` does not matter here."""
+        import torch
+
+        opt = torch.optim.AdamW(
+            param_groups, lr=self.optimizer_lr, weight_decay=self.optimizer_weight_decay
+        )
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+    def load_pretrained_parts(self, policy: torch.nn.Module) -> str | None:
+        """Load `pretrained_backbone_weights` (a local torchvision-layout ResNet state dict:
+        ImageNet weights saved elsewhere, or `edgevla pretrain`'s backbone.safetensors) into the
+        policy's trunk. Returns the file loaded, or None when the field is unset."""
+        name = self.pretrained_backbone_weights
+        if not name:
+            return None
+        from edgevla.errors import BadInput
+        from edgevla.policies.act.resnet import load_torchvision_weights
+
+        if not Path(name).is_file():
+            raise BadInput(
+                f"pretrained_backbone_weights={name!r} is not a file; edgevla never downloads "
+                "weights: give the path of a torchvision-layout ResNet state dict, e.g. "
+                "runs/backbone/backbone.safetensors from `edgevla pretrain`",
+                field="pretrained_backbone_weights",
+            )
+        load_torchvision_weights(policy.model.backbone, name)
+        return str(name)
+
+    def vision_part(self) -> VisionPart:
+        """The trunk `edgevla pretrain` trains (batch norm trainable), read through a 1x1 conv."""
+        from torch import nn
+
+        from edgevla.policies.act.resnet import ResNet, with_trainable_batch_norm
+
+        trunk = with_trainable_batch_norm(ResNet(self.vision_backbone))
+        return VisionPart(
+            trunk,
+            nn.Conv2d(trunk.out_channels, 32, kernel_size=1),
+            BACKBONE_FILE,
+            "--overrides pretrained_backbone_weights={path}",
+        )
+
+    def lerobot_incompatibilities(self) -> list[str]:
+        """Why LeRobot's ACTPolicy could not build this config ([] when it can)."""
+        if self.vision_backbone not in SUPPORTED_BACKBONES:
+            return [
+                f"vision_backbone={self.vision_backbone!r} is an edgevla trunk; LeRobot's ACT "
+                f"builds torchvision's {' / '.join(SUPPORTED_BACKBONES)} only, so LeRobot "
+                "cannot load this checkpoint (edgevla can; train with --preset default for a "
+                "LeRobot-loadable one)"
+            ]
+        return []
 
 
 def act_edge_preset(
@@ -443,3 +451,56 @@ def act_edge_preset(
     }
     values.update(overrides)
     return ACTConfig(**values)
+
+
+def act_tiny_preset(
+    cameras: Iterable[str] = CAMERA_NAMES,
+    image_hw: tuple[int, int] = DEFAULT_IMAGE_HW,
+    state_dim: int = STATE_DIM,
+    action_dim: int = ACTION_DIM,
+    **overrides: Any,
+) -> ACTConfig:
+    """The edge preset cut to a smoke-test size (width 64, one layer each, chunk 10)."""
+    values: dict[str, Any] = {
+        "dim_model": 64, "n_heads": 4, "dim_feedforward": 128, "n_encoder_layers": 1,
+        "n_decoder_layers": 1, "n_vae_encoder_layers": 1, "latent_dim": 8, "chunk_size": 10,
+        "n_action_steps": 10, "optimizer_lr": 3e-4, "optimizer_lr_backbone": 3e-4, **overrides,
+    }  # fmt: skip
+    return act_edge_preset(cameras, image_hw, state_dim, action_dim, **values)
+
+
+def act_default_preset(
+    cameras: Iterable[str] = CAMERA_NAMES,
+    image_hw: tuple[int, int] = DEFAULT_IMAGE_HW,
+    state_dim: int = STATE_DIM,
+    action_dim: int = ACTION_DIM,
+    **overrides: Any,
+) -> ACTConfig:
+    """LeRobot's ACTConfig defaults for this robot (LeRobot-loadable)."""
+    inputs, outputs = default_features(cameras, image_hw, state_dim, action_dim)
+    return ACTConfig(input_features=inputs, output_features=outputs, **overrides)
+
+
+def _edge_for_training(*args: Any, **overrides: Any) -> ACTConfig:
+    # From scratch (no ImageNet weights here): a 10x larger learning rate than LeRobot's
+    # fine-tuning default, for the backbone too.
+    return act_edge_preset(
+        *args, **{"optimizer_lr": 1e-4, "optimizer_lr_backbone": 1e-4, **overrides}
+    )
+
+
+PRESETS = {"default": act_default_preset, "edge": _edge_for_training, "tiny": act_tiny_preset}
+
+
+def preset(
+    name: str,
+    cameras: Iterable[str] = CAMERA_NAMES,
+    image_hw: tuple[int, int] = DEFAULT_IMAGE_HW,
+    state_dim: int = STATE_DIM,
+    action_dim: int = ACTION_DIM,
+    **overrides: Any,
+) -> ACTConfig:
+    """The `edgevla train --preset` config for a robot; overrides are ACTConfig fields."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown ACT preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name](cameras, image_hw, state_dim, action_dim, **overrides)

@@ -8,58 +8,33 @@ channel after conversion to float in [0, 1] and (C, H, W) layout, so image stats
 We follow the same split: the policy's nn.Module sees normalised tensors, the Normalizer is a
 separate module saved next to the weights. That keeps our parameter names identical to
 LeRobot's and lets the exporter choose whether to bake normalisation into an ONNX stage.
+`Stats` and its file I/O live in edgevla.dataset.stats (re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from enum import StrEnum
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-EPS = 1e-8
+from edgevla.dataset.stats import Stats, load_stats, stats_from_json, stats_to_json
+from edgevla.policies.common.contract import NormalizationMode
+
+__all__ = [
+    "EPS",
+    "STAT_NAMES",
+    "NormalizationMode",
+    "Normalizer",
+    "Stats",
+    "load_stats",
+    "stats_from_json",
+    "stats_to_json",
+]
+
+EPS = 1e-8  # LeRobot's normalizer eps: (x - mean) / (std + eps)
 STAT_NAMES = ("mean", "std", "min", "max")
-
-Stats = dict[str, dict[str, np.ndarray]]
-
-
-class NormalizationMode(StrEnum):
-    """Same names as LeRobot's NormalizationMode."""
-
-    MEAN_STD = "MEAN_STD"
-    MIN_MAX = "MIN_MAX"
-    IDENTITY = "IDENTITY"
-
-
-def stats_from_json(obj: Mapping[str, Mapping[str, object]]) -> Stats:
-    """Convert a meta/stats.json-style mapping (lists) into float32 arrays.
-
-    Keys other than mean/std/min/max (e.g. count, quantiles) are kept as arrays too.
-    """
-    out: Stats = {}
-    for feature, stats in obj.items():
-        out[feature] = {name: np.asarray(value, dtype=np.float32) for name, value in stats.items()}
-    return out
-
-
-def load_stats(path: str | Path) -> Stats:
-    """Read a stats.json file (LeRobot meta/stats.json layout)."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"normalisation statistics not found: {path}") from e
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); re-create it from the dataset") from e
-    return stats_from_json(raw)
-
-
-def stats_to_json(stats: Stats) -> dict[str, dict[str, list]]:
-    return {f: {k: np.asarray(v).tolist() for k, v in s.items()} for f, s in stats.items()}
 
 
 def _buffer_name(feature: str, stat: str) -> str:

@@ -8,8 +8,11 @@ we have no transformers dependency and want CPU-sized variants, so the sizes are
 
 Derived sizes (expert width, image tokens, prefix length, which expert layers self-attend) are
 properties, so the model, the exporter and the tests all read one definition. The surface shared
-with the other policies (policies/factory.py): input_features / output_features (feature key ->
-shape), normalization_modes(), action_delta_indices, to_json_dict() with "type" first.
+with the other policies (policies/common/contract.py): input_features / output_features
+(feature key -> PolicyFeature, derived from image_keys / image_hw / state_dim / action_dim, so
+config.json files written before keep loading), normalization_mapping / normalization_modes(),
+action_delta_indices, to_json_dict() with "type" first; and what differs per policy: presets
+(`preset(name, ...)`), the optimizer recipe, starting weights and the pre-training vision part.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from edgevla_runtime.features import (
     ACTION_DIM,
@@ -31,10 +34,21 @@ from edgevla_runtime.features import (
     image_key,
 )
 
-from edgevla.policies.common.normalize import NormalizationMode
+from edgevla.jsonio import read_json
+from edgevla.policies.common.contract import (
+    FeatureType,
+    FeatureViews,
+    NormalizationMode,
+    PolicyFeature,
+    VisionPart,
+)
 from edgevla.policies.smolvla.tokenizer import ByteTokenizer
 
+if TYPE_CHECKING:
+    import torch
+
 POLICY_TYPE = "smolvla"
+VISION_FILE = "vision.safetensors"  # `edgevla pretrain`'s vision encoder, our parameter names
 
 
 def expert_intermediate_size(hidden: int, ffn_multiplier: int = 4, multiple_of: int = 256) -> int:
@@ -44,7 +58,7 @@ def expert_intermediate_size(hidden: int, ffn_multiplier: int = 4, multiple_of: 
 
 
 @dataclass(frozen=True)
-class SmolVLAConfig:
+class SmolVLAConfig(FeatureViews):
     # Input / output structure.
     n_obs_steps: int = 1
     chunk_size: int = 50
@@ -257,28 +271,102 @@ class SmolVLAConfig:
 
     # ---- the surface shared with the other policies ----
     @property
-    def input_features(self) -> dict[str, tuple[int, ...]]:
-        """Feature key -> shape of what the policy reads from a (normalised) batch."""
-        images = {k: (3, *self.image_hw) for k in self.image_keys}
-        return {**images, STATE_KEY: (self.state_dim,)}
+    def input_features(self) -> dict[str, PolicyFeature]:
+        """Feature key -> what the policy reads from a (normalised) batch: cameras, then state."""
+        images = {
+            k: PolicyFeature(FeatureType.VISUAL, (3, *self.image_hw)) for k in self.image_keys
+        }
+        return {**images, STATE_KEY: PolicyFeature(FeatureType.STATE, (self.state_dim,))}
 
     @property
-    def output_features(self) -> dict[str, tuple[int, ...]]:
-        return {ACTION_KEY: (self.action_dim,)}
+    def output_features(self) -> dict[str, PolicyFeature]:
+        return {ACTION_KEY: PolicyFeature(FeatureType.ACTION, (self.action_dim,))}
+
+    @property
+    def normalization_mapping(self) -> dict[str, NormalizationMode]:
+        """LeRobot's SmolVLA mapping: images as they are (in [0, 1]), state and action MEAN_STD."""
+        return {
+            "VISUAL": NormalizationMode.IDENTITY,
+            "STATE": NormalizationMode.MEAN_STD,
+            "ACTION": NormalizationMode.MEAN_STD,
+        }
 
     @property
     def action_delta_indices(self) -> list[int]:
         """Frame offsets of the action targets a training sample needs (0..chunk_size-1)."""
         return list(range(self.chunk_size))
 
-    def normalization_modes(self) -> dict[str, NormalizationMode]:
-        """LeRobot's SmolVLA mapping: images as they are (in [0, 1]), state and action MEAN_STD."""
-        modes = {k: NormalizationMode.IDENTITY for k in self.image_keys}
-        return {
-            **modes,
-            STATE_KEY: NormalizationMode.MEAN_STD,
-            ACTION_KEY: NormalizationMode.MEAN_STD,
-        }
+    # ---- what differs per policy: recipe, starting weights, pre-training, LeRobot reach ----
+    def with_lr(self, lr: float) -> SmolVLAConfig:
+        return dataclasses.replace(self, optimizer_lr=lr)
+
+    def make_optimizer(
+        self, param_groups: list[dict], total_steps: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        """LeRobot's SmolVLA recipe: AdamW with betas (0.9, 0.95), linear warm-up then cosine
+        decay to scheduler_decay_lr; warm-up is capped at a tenth of a short run and the decay
+        stretched to the run when it is longer than scheduler_decay_steps."""
+        import torch
+
+        from edgevla.policies.common.schedules import warmup_cosine
+
+        opt = torch.optim.AdamW(
+            param_groups,
+            lr=self.optimizer_lr,
+            betas=tuple(self.optimizer_betas),
+            eps=self.optimizer_eps,
+            weight_decay=self.optimizer_weight_decay,
+        )
+        warmup = min(self.scheduler_warmup_steps, max(1, total_steps // 10))
+        decay = max(self.scheduler_decay_steps, total_steps)
+        floor = self.scheduler_decay_lr / self.optimizer_lr
+        return opt, torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(step, warmup, decay, floor)
+        )
+
+    def load_pretrained_parts(self, policy: torch.nn.Module) -> str | None:
+        """With load_vlm_weights, load vlm_model_name, a local safetensors file under our
+        parameter names (`edgevla pretrain --policy smolvla`'s vision.safetensors) in which every
+        tensor must fit. Returns the file loaded, or None."""
+        if not self.load_vlm_weights:
+            return None
+        from edgevla.errors import BadInput
+
+        path = Path(self.vlm_model_name)
+        if not path.is_file():
+            raise BadInput(
+                f"load_vlm_weights is set but vlm_model_name={str(path)!r} is not a file; edgevla "
+                "never downloads weights: give a local safetensors file with our parameter names, "
+                "e.g. runs/vision/vision.safetensors from `edgevla pretrain --policy smolvla`",
+                field="vlm_model_name",
+            )
+        report = policy.load_weights(path)
+        if report.shape_mismatch or report.unexpected or not report.loaded:
+            raise BadInput(f"does not fit this SmolVLA config: {report.summary()}", path=path)
+        return str(path)
+
+    def vision_part(self) -> VisionPart:
+        """The vision encoder + connector `edgevla pretrain` trains, read through a Linear."""
+        from torch import nn
+
+        from edgevla.policies.smolvla.model import SmolVLAPolicy
+        from edgevla.policies.smolvla.vision import VisionTokens
+
+        full = SmolVLAPolicy(self)
+        return VisionPart(
+            VisionTokens(full.vision, full.connector),
+            nn.Linear(self.text_hidden_size, 32),
+            VISION_FILE,
+            "--overrides load_vlm_weights=true vlm_model_name={path}",
+        )
+
+    def lerobot_incompatibilities(self) -> list[str]:
+        """Why LeRobot's SmolVLAPolicy could not build this config ([] when it can)."""
+        return [
+            "edgevla's SmolVLA config.json names the network sizes itself (vision_*, text_*, "
+            "image_keys, ...) where LeRobot reads them from the SmolVLM2 model on the Hub, so "
+            "LeRobot cannot load this checkpoint (edgevla can)"
+        ]
 
     # ---- serialisation ----
     def to_json_dict(self) -> dict[str, Any]:
@@ -308,7 +396,7 @@ class SmolVLAConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> SmolVLAConfig:
-        return cls.from_json_dict(json.loads(Path(path).read_text()))
+        return cls.from_json_dict(read_json(path, "SmolVLA config"))
 
 
 def _robot_fields(
@@ -399,3 +487,24 @@ def smolvla_tiny_preset(
         **overrides,
     }
     return smolvla_cpu_preset(cameras, image_hw, state_dim, action_dim, **values)
+
+
+PRESETS = {
+    "default": smolvla_base_preset,
+    "edge": smolvla_cpu_preset,
+    "tiny": smolvla_tiny_preset,
+}
+
+
+def preset(
+    name: str,
+    cameras: Iterable[str] = CAMERA_NAMES,
+    image_hw: tuple[int, int] = DEFAULT_IMAGE_HW,
+    state_dim: int = STATE_DIM,
+    action_dim: int = ACTION_DIM,
+    **overrides: Any,
+) -> SmolVLAConfig:
+    """The `edgevla train --preset` config for a robot; overrides are SmolVLAConfig fields."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown SmolVLA preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name](cameras, image_hw, state_dim, action_dim, **overrides)

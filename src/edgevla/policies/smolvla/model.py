@@ -290,20 +290,16 @@ class SmolVLAPolicy(nn.Module):
 
     def save_pretrained(self, folder: str | Path, stats: Stats | None = None) -> Path:
         """Write config.json + model.safetensors (+ normalisation stats) in LeRobot's layout."""
-        return checkpoint.save_checkpoint(
-            folder, self.state_dict(), self.config.to_json_dict(), stats
-        )
+        return checkpoint.save_checkpoint(folder, self.state_dict(), self.config, stats)
 
     @classmethod
     def from_pretrained(
         cls, folder: str | Path, device: str | torch.device = "cpu"
     ) -> SmolVLAPolicy:
-        """Rebuild from save_pretrained output, strictly (every tensor present, every shape equal);
-        returned in eval mode. Statistics: checkpoint.load_checkpoint_stats(folder)."""
-        config = SmolVLAConfig.from_json_dict(checkpoint.read_config(folder, POLICY_TYPE))
-        model = cls(config)
-        checkpoint.load_weights_strict(model, folder)
-        return model.to(device).eval()
+        """Load a folder written by save_pretrained or by LeRobot, strictly (every tensor present,
+        every shape equal); returns it in eval mode. Statistics and train_info come with
+        `checkpoint.Checkpoint.open(folder)`."""
+        return checkpoint.Checkpoint.open(folder, POLICY_TYPE).load_policy(device)
 
     def load_weights(
         self, path: str | Path, key_map: str | Mapping[str, str] | None = None

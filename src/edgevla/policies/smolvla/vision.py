@@ -167,3 +167,16 @@ class PixelShuffleConnector(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         x = pixel_shuffle(features, self.grid_hw, self.factor)  # (N, T, f*f*Dv)
         return self.modality_projection.proj(x)  # (N, T, D_lm)
+
+
+class VisionTokens(nn.Module):
+    """SmolVLA's stage 1 for one image batch, under the policy's attribute names (vision.*,
+    connector.*), so its state dict loads into a SmolVLAPolicy as it is (`edgevla pretrain`)."""
+
+    def __init__(self, vision: nn.Module, connector: nn.Module):
+        super().__init__()
+        self.vision = vision
+        self.connector = connector
+
+    def forward(self, images: Tensor) -> Tensor:  # (N, 3, H, W) in [0, 1] -> (N, T, D)
+        return self.connector(self.vision(images))
