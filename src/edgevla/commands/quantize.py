@@ -30,6 +30,11 @@ def run(args: Args) -> int:
         for name, prec in result.plan.items()
     ]
     console.print(table(f"edgevla quantize: {result.bundle}", ["stage", "precision", "size"], rows))
+    if result.candidates:
+        rows = [(" ".join(f"{k}={v}" for k, v in c["plan"].items()), f"{c['action_error_max']:.4f}",
+                 f"{1000 * c['p50_s']:.1f} ms", "yes" if c["within_budget"] else "no") for c in result.candidates]  # fmt: skip
+        cols = ["candidate plan", "action err max", "p50", "within budget"]
+        console.print(table("--plan auto: every combination, fastest first", cols, rows))
     console.print(
         f"action error vs the fp32 bundle on {result.eval_observations} held-out observations: "
         f"max {result.action_error_max:.4f}, mean {result.action_error_mean:.4f} (action units, rad); "

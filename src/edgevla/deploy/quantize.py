@@ -10,6 +10,10 @@ A plan is data: {stage name or "*": precision}. Precisions:
                   percentile)
 Named plans (`PLANS`): fp32, int8-all (dynamic everywhere), int8-static-all, selective (the
 vision stage low, everything after it fp32: the paper's choice of where precision is cheap).
+A plan can also be a YAML or JSON file holding the mapping, or "auto" with a budget: every
+combination of stage precisions is built and measured (action error against fp32 on held-out
+observations, latency per call), and the fastest one whose largest action error stays within
+the budget is written; the candidates table is kept in the result.
 
 The quantised bundle keeps the manifest's layout; each stage records its precision and new
 sha256, and `parity` records the action error against the fp32 bundle (max and mean abs, in
@@ -43,12 +47,39 @@ PLANS: dict[str, dict[str, str]] = {
 }
 
 
+def read_plan_file(path: Path) -> dict[str, str]:
+    """A plan file: a YAML (or JSON) mapping {stage or "*": precision}. safe_load only: a plan
+    is data, never code."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise BadInput(f"cannot read the plan file ({e})", path=path, field="--plan") from e
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise BadInput("a plan file maps stage names (or '*') to precisions, e.g. {vision: int8-static, '*': fp32}",
+                       path=path, field="--plan")  # fmt: skip
+    return data
+
+
+def _is_plan_file(plan: str) -> bool:
+    return plan.endswith((".yaml", ".yml", ".json"))
+
+
 def resolve_plan(plan: str | dict[str, str], stages: list[str]) -> dict[str, str]:
-    """{stage: precision} for every stage of a bundle, from a plan name or a mapping."""
+    """{stage: precision} for every stage of a bundle, from a plan name, file or mapping."""
     if isinstance(plan, str):
-        if plan not in PLANS:
-            raise BadInput(f"unknown plan {plan!r}; one of {sorted(PLANS)}", field="--plan")
-        plan = PLANS[plan]
+        if _is_plan_file(plan):
+            plan = read_plan_file(Path(plan))
+        elif plan not in PLANS:
+            raise BadInput(
+                f"unknown plan {plan!r}; one of {sorted(PLANS)}, auto, or a .yaml file",
+                field="--plan",
+            )
+        else:
+            plan = PLANS[plan]
     unknown = set(plan) - set(stages) - {"*"}
     if unknown:
         raise BadInput(
@@ -67,7 +98,9 @@ class QuantizeConfig:
     """an fp32 bundle from `edgevla export`"""
     out: Path
     plan: str = "selective"
-    """fp32 | int8-all | int8-static-all | selective"""
+    """fp32 | int8-all | int8-static-all | selective | auto | a .yaml plan file"""
+    budget: float | None = None
+    """with --plan auto: the largest action error (rad) allowed against fp32"""
     calibration: str = "minmax"
     """activation range calibration for int8-static: minmax | entropy | percentile"""
     calibration_observations: int = 16
@@ -76,8 +109,19 @@ class QuantizeConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        if self.plan not in PLANS:
-            raise BadInput(f"unknown plan {self.plan!r}; one of {sorted(PLANS)}", field="--plan")
+        if self.plan == "auto":
+            if self.budget is None or not self.budget > 0:
+                raise BadInput(
+                    "--plan auto needs --budget E (largest action error, rad, > 0)",
+                    field="--budget",
+                )
+        elif _is_plan_file(self.plan):
+            read_plan_file(Path(self.plan))
+        elif self.plan not in PLANS:
+            raise BadInput(
+                f"unknown plan {self.plan!r}; one of {sorted(PLANS)}, auto, or a .yaml file",
+                field="--plan",
+            )
         if self.calibration not in CALIBRATIONS:
             raise BadInput(
                 f"must be one of {CALIBRATIONS}, got {self.calibration!r}", field="--calibration"
@@ -99,6 +143,8 @@ class QuantizeResult:
     eval_observations: int
     sizes_bytes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    """--plan auto: every combination measured (plan, error max/mean, p50 latency)"""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,10 +156,14 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
     t0 = time.perf_counter()
     source = Path(config.bundle)
     fp32 = BundleRunner(source)
-    plan = resolve_plan(config.plan, [s.name for s in fp32.manifest.stages])
     calib_obs = sim_observations(fp32, config.calibration_observations, seed=1000)
     eval_obs = sim_observations(fp32, config.eval_observations, seed=2000)
     feeds = calibration_feeds(fp32, calib_obs)
+    candidates: list[dict[str, Any]] = []
+    if config.plan == "auto":
+        plan, candidates = auto_plan(fp32, feeds, eval_obs, config, progress)
+    else:
+        plan = resolve_plan(config.plan, [s.name for s in fp32.manifest.stages])
     out = Path(config.out)
     work = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.quantizing"
     work.mkdir(parents=True)
@@ -128,10 +178,7 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
         manifest = Manifest(**{**fp32.manifest.__dict__, "stages": tuple(specs)})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
         progress(ProgressEvent("quantize", len(plan), len(plan), "action error"))
-        quant = BundleRunner(work)
-        diffs = [np.abs(quant.predict_chunk(o) - fp32.predict_chunk(o)) for o in eval_obs]
-        err_max = float(max(d.max() for d in diffs))
-        err_mean = float(np.mean([d.mean() for d in diffs]))
+        err_max, err_mean = action_error(fp32, BundleRunner(work), eval_obs)
         parity = {
             "reference": "fp32 bundle",
             "source_bundle": str(source.resolve()),
@@ -157,7 +204,91 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
         eval_observations=len(eval_obs),
         sizes_bytes={s.name: (out / s.file).stat().st_size for s in specs},
         seconds=time.perf_counter() - t0,
+        candidates=candidates,
     )
+
+
+def action_error(
+    reference: BundleRunner, candidate: BundleRunner, observations
+) -> tuple[float, float]:
+    """(max, mean) |candidate - reference| over the chunks of `observations`; a sampling
+    policy gets the same noise in both (seeded per observation)."""
+    spec = reference.manifest.sampler
+    diffs = []
+    for i, obs in enumerate(observations):
+        noise = None
+        if spec:
+            noise = np.random.default_rng(10_000 + i).standard_normal(
+                spec["noise_shape"], dtype=np.float32
+            )
+        diffs.append(
+            np.abs(
+                candidate.predict_chunk(obs, noise=noise)
+                - reference.predict_chunk(obs, noise=noise)
+            )
+        )
+    return float(max(d.max() for d in diffs)), float(np.mean([d.mean() for d in diffs]))
+
+
+def auto_plan(
+    fp32: BundleRunner, feeds, observations, config: QuantizeConfig, progress: ProgressFn
+):
+    """The fastest combination of stage precisions whose action error stays within the budget.
+
+    Each stage is quantised once per precision; every combination is assembled from those
+    files, timed (median of 5 calls after a warm-up) and compared with fp32. Returns
+    (plan, candidates sorted by latency)."""
+    import itertools
+    import tempfile
+
+    stages = fp32.manifest.stages
+    source = Path(fp32.folder)
+    combos = list(itertools.product(PRECISIONS, repeat=len(stages)))
+    candidates = []
+    with tempfile.TemporaryDirectory(prefix="auto_plan.") as tmp:
+        for precision in PRECISIONS:
+            for stage in stages:
+                dst = Path(tmp) / precision / stage.file
+                dst.parent.mkdir(exist_ok=True)
+                quantize_stage(
+                    source / stage.file, dst, precision, feeds[stage.name], config.calibration
+                )
+        for i, combo in enumerate(combos):
+            plan = {s.name: p for s, p in zip(stages, combo, strict=True)}
+            progress(ProgressEvent("auto plan", i, len(combos), " ".join(combo)))
+            variant = Path(tmp) / f"combo{i}"
+            variant.mkdir()
+            specs = []
+            for stage, precision in zip(stages, combo, strict=True):
+                (variant / stage.file).symlink_to(Path(tmp) / precision / stage.file)
+                specs.append(
+                    StageSpec(stage.name, stage.file, stage.inputs, stage.outputs, precision)
+                )
+            write_json_atomic(
+                variant / MANIFEST,
+                Manifest(**{**fp32.manifest.__dict__, "stages": tuple(specs)}).to_dict(),
+            )
+            runner = BundleRunner(variant, verify=False)
+            err_max, err_mean = action_error(fp32, runner, observations)
+            runner.predict_chunk(observations[0])  # warm-up
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                runner.predict_chunk(observations[0])
+                times.append(time.perf_counter() - t0)
+            candidates.append({"plan": plan, "action_error_max": err_max, "action_error_mean": err_mean,
+                               "p50_s": float(np.median(times)), "within_budget": err_max <= config.budget})  # fmt: skip
+    progress(ProgressEvent("auto plan", len(combos), len(combos), "chosen"))
+    candidates.sort(key=lambda c: c["p50_s"])
+    fits = [c for c in candidates if c["within_budget"]]
+    if not fits:
+        best = min(candidates, key=lambda c: c["action_error_max"])
+        raise BadInput(
+            f"no plan keeps the action error within {config.budget:g} rad; the most accurate "
+            f"({best['plan']}) reaches {best['action_error_max']:.3g}: raise --budget",
+            field="--budget",
+        )
+    return fits[0]["plan"], candidates
 
 
 def calibration_feeds(
