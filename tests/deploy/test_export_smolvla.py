@@ -108,3 +108,46 @@ def test_sensitivity_measures_each_stage_and_the_expert_step_by_step(
     assert all(len(v) == 10 and v[-1] > 0 for v in result.expert_steps.values())
     assert Path(result.figure).read_bytes()[:4] == b"\x89PNG"
     assert json.loads(Path(result.results_file).read_text())["expert_steps"] == result.expert_steps
+
+
+def test_auto_plan_picks_the_fastest_within_budget(smolvla_bundle, tmp_path) -> None:
+    from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
+
+    result = quantize_bundle(
+        QuantizeConfig(bundle=smolvla_bundle, out=tmp_path / "auto", plan="auto", budget=0.01,
+                       calibration_observations=2, eval_observations=2)
+    )  # fmt: skip
+    assert len(result.candidates) == 27  # 3 precisions ^ 3 stages
+    fits = [c for c in result.candidates if c["within_budget"]]
+    assert fits and result.plan == fits[0]["plan"]
+    assert fits[0]["p50_s"] == min(c["p50_s"] for c in fits)
+    assert result.action_error_max <= 0.01 + 1e-6  # re-measured on the written bundle
+
+
+def test_plan_file_is_data(smolvla_bundle, tmp_path, capsys) -> None:
+    from edgevla.cli import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("vision: int8-static\n'*': fp32\n")
+    out = tmp_path / "q"
+    assert main(["quantize", "--bundle", str(smolvla_bundle), "--out", str(out), "--plan", str(plan),
+                 "--calibration-observations", "1", "--eval-observations", "1", "--json"]) == 0  # fmt: skip
+    assert {s.name: s.precision for s in Manifest.read(out).stages} == {
+        "vision": "int8-static", "prefill": "fp32", "expert_step": "fp32"}  # fmt: skip
+    capsys.readouterr()
+    plan.write_text("!!python/object/apply:os.system ['echo pwned']\n")
+    assert (
+        main(
+            [
+                "quantize",
+                "--bundle",
+                str(smolvla_bundle),
+                "--out",
+                str(tmp_path / "x"),
+                "--plan",
+                str(plan),
+            ]
+        )
+        == 2
+    )
+    assert "cannot read the plan file" in capsys.readouterr().err
