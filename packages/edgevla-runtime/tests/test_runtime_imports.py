@@ -15,7 +15,12 @@ from pathlib import Path
 import edgevla_runtime
 
 PACKAGE_DIR = Path(edgevla_runtime.__file__).parent
-ALLOWED_TOP = set(sys.stdlib_module_names) | {"numpy", "onnxruntime", "__future__", "edgevla_runtime"}
+ALLOWED_TOP = set(sys.stdlib_module_names) | {
+    "numpy",
+    "onnxruntime",
+    "__future__",
+    "edgevla_runtime",
+}
 FORBIDDEN = ("torch", "mujoco", "matplotlib", "rich", "edgevla", "gymnasium", "tyro")
 
 

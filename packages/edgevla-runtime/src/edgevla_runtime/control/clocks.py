@@ -14,9 +14,11 @@ VirtualClock (simulation, deterministic):
 RealTimeClock (hardware, or a sim stepped in wall time):
     The calling thread is the control thread: it sleeps to the start of each tick (1 / fps
     apart). Inference runs on one worker thread; a result is delivered at the first tick after
-    it finishes. A runner that raises, or does not answer within `timeout_s`, ends the episode
-    with the error in the result and the arm holding its last command; `close` stops the
-    worker without waiting on a hung runner (it is a daemon and exits when the call returns).
+    it finishes. A runner that raises, or does not answer within `timeout_s`, is reported as an
+    error result (the loop's `on_fault` decides: end the episode, or hold and retry); a chunk
+    that arrives after its request timed out is stale and dropped, never executed. `close`
+    stops the worker without waiting on a hung runner (a daemon, it exits when the call
+    returns). Each tick's lateness (start - due) is kept for jitter figures.
 """
 
 from __future__ import annotations
@@ -234,6 +236,8 @@ class RealTimeClock:
         self.join_timeout_s = join_timeout_s
         self.thread: threading.Thread | None = None
         self.late_ticks = 0  # ticks that started more than one period late (loop overran)
+        self.lateness_s: list[float] = []  # per tick: start - due (>= 0 up to sleep precision)
+        self._timed_out: set[int] = set()  # request ticks whose results are stale if they come
         self._fps = 1.0
         self._t0 = 0.0
         self._in_flight_since: float | None = None
@@ -246,6 +250,8 @@ class RealTimeClock:
         self._stop = threading.Event()
         self._in_flight_since = None
         self.late_ticks = 0
+        self.lateness_s = []
+        self._timed_out = set()
         self.thread = threading.Thread(
             target=self._work, args=(runner,), name="edgevla-inference", daemon=True
         )
@@ -278,6 +284,7 @@ class RealTimeClock:
             time.sleep(delay)
         elif -delay > 1.0 / self._fps:
             self.late_ticks += 1
+        self.lateness_s.append(max(0.0, time.perf_counter() - target))
 
     def submit(self, observation: dict[str, np.ndarray], tick: int) -> None:
         if self.thread is None or not self.thread.is_alive():
@@ -289,15 +296,20 @@ class RealTimeClock:
         out: list[InferenceResult] = []
         while True:
             try:
-                out.append(self._results.get_nowait())
+                result = self._results.get_nowait()
             except queue.Empty:
                 break
+            if result.request_tick in self._timed_out:  # stale: its request already failed
+                self._timed_out.discard(result.request_tick)
+                continue
+            out.append(result)
         if out:
             self._in_flight_since = None
         elif self._in_flight_since is not None:
             waited = time.perf_counter() - self._in_flight_since
             if waited > self.timeout_s:
                 self._in_flight_since = None
+                self._timed_out.add(self._in_flight_tick)
                 out.append(
                     InferenceResult(
                         self._in_flight_tick,

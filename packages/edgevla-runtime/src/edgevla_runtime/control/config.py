@@ -39,7 +39,12 @@ class ControlConfig:
     temporal_ensemble_coeff: ACT's m in w_i = exp(-m * i), used by "temporal_ensemble".
     auto_margin_ticks: safety margin of the "auto" threshold, in control ticks.
     auto_window: number of recent inferences the "auto" p95 estimate uses.
-    inference_timeout_s: RealTimeClock only; longer inferences end the episode, arm holding.
+    inference_timeout_s: RealTimeClock only; an inference running longer is a fault.
+    on_fault: what an inference fault (an error, a timeout, non-finite or out-of-limit actions)
+        does. "stop": the episode ends, the arm holding its last command (evaluation: a fault
+        is a failed episode). "hold": the arm holds its last command, the queued actions are
+        dropped (never replayed once the fault is over), the fault is counted, and the loop
+        keeps requesting until inference answers again (the robot loop).
     """
 
     mode: Literal["sync", "async"] = "async"
@@ -55,8 +60,11 @@ class ControlConfig:
     auto_margin_ticks: int = 2
     auto_window: int = 20
     inference_timeout_s: float = 30.0
+    on_fault: Literal["stop", "hold"] = "stop"
 
     def __post_init__(self) -> None:
+        if self.on_fault not in ("stop", "hold"):
+            raise ValueError(f"on_fault must be 'stop' or 'hold', got {self.on_fault!r}")
         if self.mode not in ("sync", "async"):
             raise ValueError(
                 f"mode must be 'sync' (arm stops while the model runs) or 'async' (next chunk "

@@ -10,6 +10,11 @@ Per control tick t, in this order:
     5. step the environment with the command; stop when it terminates or truncates (the sim
        terminates once success has held for a while) or at the config's step limit
 
+Faults (an inference error or timeout, a chunk with non-finite actions or actions outside
+`action_limits`) follow `config.on_fault`: "stop" ends the episode with the arm holding; "hold"
+drops the queued actions, holds the last command and keeps asking until inference answers
+again, counting the fault and the ticks held.
+
 The episode succeeds when the last step's `info["success"]` is true and no inference error
 ended it; its completion time is when that final success streak began (the task was done then;
 the sim's hold only confirms it).
@@ -80,12 +85,15 @@ def run_episode(
     *,
     seed: int | None = None,
     reset_options: dict[str, Any] | None = None,
+    action_limits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> EpisodeResult:
     """Run one episode and measure it; see the module docstring for the per-tick order.
 
     clock: None uses VirtualClock(config.latency, seed=config.latency_seed). With a
-    RealTimeClock, an inference error or timeout ends the episode with `result.error` set and
-    the arm holding its last command; with a VirtualClock runner errors propagate.
+    RealTimeClock, an inference error or timeout is a fault handled by `config.on_fault`;
+    with a VirtualClock runner errors propagate.
+    action_limits: (low, high) per joint, each (action_dim,); a chunk reaching outside is a
+    fault (a robot's joint limits: a policy must never command past them).
     seed, reset_options: passed to env.reset (e.g. the planned start state); seed also goes to
     runner.reset(seed) (a sampling policy reseeds its noise).
     """
@@ -103,7 +111,10 @@ def run_episode(
     command = np.array(observation[STATE_KEY], dtype=np.float32)  # (D,) hold the start pose
     in_flight = False
     chunk_seen = False
+    holding = False  # after a fault, until a chunk arrives
     error: str | None = None
+    if action_limits is not None:
+        low, high = (np.asarray(x, dtype=np.float32) for x in action_limits)
     ticks_done = 0
     success_at_s: float | None = None  # episode time when the final success streak began
 
@@ -115,6 +126,15 @@ def run_episode(
             in_flight = False
             if result.error is not None or result.chunk is None:
                 return merged, result.error or "inference returned no chunk"
+            if action_limits is not None:
+                outside = (result.chunk < low) | (result.chunk > high)  # (C, D)
+                if outside.any():
+                    row, joint = np.argwhere(outside)[0]
+                    return merged, (
+                        f"chunk from tick {result.request_tick} commands joint {joint} to "
+                        f"{result.chunk[row, joint]:.3f} at step {row}, outside "
+                        f"[{low[joint]:.3f}, {high[joint]:.3f}]"
+                    )
             schedule.observe_latency(result.latency_s)
             recorder.record_arrival(tick, result.latency_s)
             start = result.request_tick if schedule.anchor == "request" else tick
@@ -133,8 +153,15 @@ def run_episode(
                 recorder.record_request(tick)
                 merged_now, error = deliver(clock.poll(tick), tick)
                 merged = merged or merged_now
-            if error is not None:
+            if error is not None and config.on_fault == "stop":
                 break  # the arm keeps its last command; no further steps are sent
+            if error is not None:  # hold: drop what is queued, keep asking
+                recorder.record_fault(f"tick {tick}: {error}")
+                queue.clear()  # never replayed after the fault
+                in_flight, holding, error = False, True, None
+            elif merged:
+                holding = False
+            recorder.fault_ticks += holding
 
             queue_size = len(queue)
             action = queue.pop(tick)  # (D,) or None
@@ -161,4 +188,6 @@ def run_episode(
         duration_s=duration_s,
         completion_time_s=success_at_s,
         error=error,
+        lateness_s=getattr(clock, "lateness_s", None),
+        deadline_misses=getattr(clock, "late_ticks", 0),
     )

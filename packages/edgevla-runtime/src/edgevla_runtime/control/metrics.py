@@ -59,6 +59,12 @@ class EpisodeResult:
     arrival_ticks: list[int] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
     trigger_sizes: list[float] = field(default_factory=list)  # request threshold, in actions
+    faults: int = 0  # inference faults the loop held through (on_fault="hold")
+    fault_ticks: int = 0  # ticks spent holding because of a fault
+    fault_messages: list[str] = field(default_factory=list)  # the first few, for the report
+    tick_jitter_p50_s: float | None = None  # real time only: how late ticks started
+    tick_jitter_p99_s: float | None = None
+    deadline_misses: int = 0  # real time only: ticks that started over one period late
 
     def to_dict(self, traces: bool = False) -> dict[str, object]:
         """JSON-safe dict; NaN becomes None; the per-tick traces only when asked."""
@@ -83,6 +89,14 @@ class EpisodeRecorder:
         self.request_ticks: list[int] = []
         self.arrival_ticks: list[int] = []
         self.latencies_s: list[float] = []
+        self.faults = 0
+        self.fault_ticks = 0
+        self.fault_messages: list[str] = []
+
+    def record_fault(self, message: str) -> None:
+        self.faults += 1
+        if len(self.fault_messages) < 5:
+            self.fault_messages.append(message)
 
     def record_request(self, tick: int) -> None:
         self.request_ticks.append(tick)
@@ -115,8 +129,11 @@ class EpisodeRecorder:
         duration_s: float,
         completion_time_s: float | None = None,
         error: str | None = None,
+        lateness_s: list[float] | None = None,
+        deadline_misses: int = 0,
     ) -> EpisodeResult:
         ticks = len(self._actions)
+        jitter = np.asarray(lateness_s or [], dtype=np.float64)
         fresh_ticks = sum(self._fresh)
         startup = next((i for i, f in enumerate(self._fresh) if f), ticks)
         running = ticks - startup
@@ -157,6 +174,12 @@ class EpisodeRecorder:
             arrival_ticks=list(self.arrival_ticks),
             latencies_s=list(self.latencies_s),
             trigger_sizes=list(self.trigger_sizes),
+            faults=self.faults,
+            fault_ticks=self.fault_ticks,
+            fault_messages=list(self.fault_messages),
+            tick_jitter_p50_s=float(np.percentile(jitter, 50)) if jitter.size else None,
+            tick_jitter_p99_s=float(np.percentile(jitter, 99)) if jitter.size else None,
+            deadline_misses=deadline_misses,
         )
 
     def _accelerations(self) -> tuple[float, float]:

@@ -1,0 +1,123 @@
+"""`edgevla-runtime`: the board-side command. No torch, no rich: argparse and plain text.
+
+    edgevla-runtime run --bundle B --robot sim [--seconds 20] [--threshold auto] [--json]
+
+Drives the robot in real time with the bundle (see robot.drive) and prints, at the end: tick
+jitter p50/p99, deadline misses, idle fraction, inference latency p50/p99, faults held.
+Robots are found by name in the entry point group `edgevla_runtime.robots` (edgevla registers
+"sim", the simulated arm); a driver package registers its own the same way.
+
+Exit status: 0 done, 2 bad input (one line on stderr), 130 Ctrl-C (the arm holds, then
+disconnects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from edgevla_runtime.control.aggregation import AGGREGATE_FN_NAMES
+from edgevla_runtime.control.config import ControlConfig
+
+ROBOT_GROUP = "edgevla_runtime.robots"
+
+
+def robots() -> dict[str, object]:
+    """Robot factories registered by installed packages, by name."""
+    return {ep.name: ep for ep in entry_points(group=ROBOT_GROUP)}
+
+
+def load_robot(name: str, seed: int):
+    found = robots()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise ValueError(
+            f"--robot {name!r} is not registered (known: {known}); install its driver package"
+        )
+    return found[name].load()(seed=seed)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgevla-runtime", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="drive a robot in real time with an exported bundle")
+    run.add_argument("--bundle", required=True, help="a bundle folder from `edgevla export`")
+    run.add_argument("--robot", default="sim", help="a registered robot name (default: sim)")
+    run.add_argument("--seconds", type=float, default=20.0, help="how long to run")
+    run.add_argument("--fps", type=float, default=None, help="control rate (default: the bundle's)")
+    run.add_argument(
+        "--threshold", default="auto", help="async chunk_size_threshold in [0, 1], or auto"
+    )
+    run.add_argument("--aggregate", default="weighted_average", choices=AGGREGATE_FN_NAMES)
+    run.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    run.add_argument(
+        "--timeout", type=float, default=2.0, help="an inference slower than this is a fault (s)"
+    )
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def summary(result) -> dict[str, object]:
+    keys = ("ticks", "duration_s", "success", "idle_fraction", "underruns", "inference_count",
+            "latency_p50_s", "latency_p95_s", "latency_max_s", "tick_jitter_p50_s",
+            "tick_jitter_p99_s", "deadline_misses", "faults", "fault_ticks", "fault_messages")  # fmt: skip
+    d = result.to_dict()
+    return {k: d.get(k) for k in keys}
+
+
+def _ms(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{1000 * x:.1f} ms"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        from edgevla_runtime.bundle import BundleRunner
+        from edgevla_runtime.robot import Interrupted, drive
+
+        runner = BundleRunner(args.bundle, threads=args.threads)
+        fps = args.fps or runner.manifest.fps or 30.0
+        threshold = args.threshold if args.threshold == "auto" else float(args.threshold)
+        config = ControlConfig(
+            mode="async", chunk_size_threshold=threshold, aggregate_fn_name=args.aggregate,
+            fps=fps, max_steps=max(1, round(args.seconds * fps)), episode_time_s=args.seconds,
+            inference_timeout_s=args.timeout, on_fault="hold",
+        )  # fmt: skip
+        robot = load_robot(args.robot, args.seed)
+        result = drive(robot, runner, config, seed=args.seed)
+    except Interrupted as stop:
+        print(f"edgevla-runtime run: {stop}; disconnected", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:
+        print(f"edgevla-runtime run: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    s = summary(result)
+    if args.json:
+        print(json.dumps(s))
+        return 0
+    rows = [
+        ("ticks at fps", f"{s['ticks']} at {fps:g} fps ({s['duration_s']:.1f} s)"),
+        ("tick jitter p50 / p99", f"{_ms(s['tick_jitter_p50_s'])} / {_ms(s['tick_jitter_p99_s'])}"),
+        ("deadline misses (> 1 period late)", str(s["deadline_misses"])),
+        ("idle fraction", f"{s['idle_fraction']:.1%}"),
+        ("inference latency p50 / p95 / max", " / ".join(_ms(s[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_max_s"))),
+        ("inferences, underruns", f"{s['inference_count']}, {s['underruns']}"),
+        ("faults held (ticks)", f"{s['faults']} ({s['fault_ticks']})"),
+        ("task success (robot's report)", str(s["success"])),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    print(f"edgevla-runtime run: {args.bundle} on {args.robot}")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    for message in s["fault_messages"] or []:
+        print(f"  fault: {message}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

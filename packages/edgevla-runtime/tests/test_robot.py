@@ -1,0 +1,135 @@
+"""The real-time robot loop fails safe: every fault holds the arm and the loop recovers.
+
+A fake arm (its state is the last command) and fault-injecting runners (the runtime's
+ScriptedRunner: call n returns rows 100 * (n + 1) + i, so each executed value names its chunk)
+run under the real-time clock at 50 fps.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from edgevla_runtime.control import ControlConfig
+from edgevla_runtime.features import ACTION_DIM, STATE_KEY
+from edgevla_runtime.robot import Interrupted, Robot, drive
+from edgevla_runtime.testing import ScriptedRunner
+
+
+class FakeArm:
+    """Joint state = last command. Optionally interrupts (Ctrl-C) on the n-th send."""
+
+    def __init__(self, interrupt_on: int | None = None, limits=None) -> None:
+        self.state = np.zeros(ACTION_DIM, dtype=np.float32)
+        self.sent: list[np.ndarray] = []
+        self.connected = False
+        self.interrupt_on = interrupt_on
+        if limits is not None:
+            self.action_limits = limits
+
+    observation_features = {STATE_KEY: (ACTION_DIM,)}
+    action_features = {"joints": (ACTION_DIM,)}
+
+    def connect(self) -> None:
+        self.connected = True
+
+    def disconnect(self) -> None:
+        self.connected = False
+
+    def get_observation(self):
+        return {STATE_KEY: self.state.copy()}
+
+    def send_action(self, action):
+        if self.interrupt_on is not None and len(self.sent) == self.interrupt_on:
+            self.interrupt_on = None
+            raise KeyboardInterrupt
+        self.state = np.asarray(action, dtype=np.float32).copy()
+        self.sent.append(self.state.copy())
+
+    @property
+    def trace(self) -> list[float]:
+        return [float(a[0]) for a in self.sent]
+
+
+def config(**kw) -> ControlConfig:
+    base = dict(mode="async", chunk_size_threshold=0.5, fps=50, max_steps=60,
+                inference_timeout_s=0.3, on_fault="hold")  # fmt: skip
+    return ControlConfig(**{**base, **kw})
+
+
+def test_fake_arm_is_a_robot() -> None:
+    assert isinstance(FakeArm(), Robot)
+
+
+def test_inference_error_holds_then_recovers() -> None:
+    arm = FakeArm()
+    result = drive(arm, ScriptedRunner(10, fail_on_call=1), config())
+    assert result.error is None and result.faults == 1 and result.fault_ticks > 0
+    assert "model exploded" in result.fault_messages[0]
+    values = set(arm.trace)
+    assert not any(200 <= v < 300 for v in values)  # the failed call produced nothing
+    assert any(v >= 300 for v in values)  # recovered: later chunks executed
+    # while faulted the command repeats: some run of equal consecutive commands
+    assert any(a == b for a, b in zip(arm.trace, arm.trace[1:], strict=False))
+    assert arm.connected is False  # disconnected at the end
+
+
+def test_hung_inference_times_out_and_its_late_chunk_is_never_executed() -> None:
+    release = threading.Event()
+    threading.Timer(0.6, release.set).start()  # the hung call returns after 0.6 s
+    arm = FakeArm()
+    runner = ScriptedRunner(10, block=release, block_on_call=1)
+    result = drive(arm, runner, config(max_steps=80))
+    assert result.faults >= 1 and "TimeoutError" in result.fault_messages[0]
+    assert not any(200 <= v < 300 for v in arm.trace)  # the stale chunk was dropped
+    assert any(v >= 300 for v in arm.trace)  # inference answered again: recovered
+
+
+class NaNOnce(ScriptedRunner):
+    def predict_chunk(self, observation):
+        chunk = super().predict_chunk(observation)
+        return np.full_like(chunk, np.nan) if self.calls == 2 else chunk
+
+
+def test_non_finite_chunk_is_a_fault_not_a_motion() -> None:
+    arm = FakeArm()
+    result = drive(arm, NaNOnce(10), config())
+    assert result.faults == 1 and "non-finite" in result.fault_messages[0]
+    assert all(np.isfinite(arm.trace)) and any(v >= 300 for v in arm.trace)
+
+
+class WildOnce(ScriptedRunner):
+    def predict_chunk(self, observation):
+        chunk = super().predict_chunk(observation)
+        return chunk + 10_000 if self.calls == 2 else chunk
+
+
+def test_out_of_limit_chunk_is_a_fault() -> None:
+    limits = (np.full(ACTION_DIM, -1.0, np.float32), np.full(ACTION_DIM, 5_000.0, np.float32))
+    arm = FakeArm(limits=limits)
+    result = drive(arm, WildOnce(10), config())
+    assert result.faults == 1 and "outside" in result.fault_messages[0]
+    assert max(arm.trace) < 5_000 and any(v >= 300 for v in arm.trace)
+
+
+def test_ctrl_c_holds_the_last_command_and_disconnects() -> None:
+    arm = FakeArm(interrupt_on=15)
+    with pytest.raises(Interrupted) as stop:
+        drive(arm, ScriptedRunner(10), config())
+    assert arm.connected is False
+    assert np.array_equal(arm.sent[-1], arm.sent[-2])  # the held command, sent again
+    assert np.array_equal(stop.value.held, arm.sent[-1])
+
+
+def test_stop_mode_ends_at_the_first_fault() -> None:
+    arm = FakeArm()
+    result = drive(arm, ScriptedRunner(10, fail_on_call=1), config(on_fault="stop"))
+    assert result.error is not None and "model exploded" in result.error and result.faults == 0
+
+
+def test_jitter_and_deadline_figures_are_reported() -> None:
+    result = drive(FakeArm(), ScriptedRunner(10), config(max_steps=25))
+    assert result.tick_jitter_p50_s is not None and 0 <= result.tick_jitter_p50_s < 0.02
+    assert result.tick_jitter_p99_s >= result.tick_jitter_p50_s
+    assert result.deadline_misses >= 0
