@@ -20,7 +20,7 @@ import torch
 from edgevla_runtime.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY, image_key
 from torch.utils.data import DataLoader
 
-from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter
+from edgevla.dataset.lerobot.writer import DatasetSpec, LeRobotDatasetWriter
 from edgevla.dataset.torch_dataset import ActionChunkDataset
 from edgevla.dataset.video import VideoSettings
 

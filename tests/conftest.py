@@ -15,7 +15,7 @@ def tiny_recording(tmp_path_factory):
 
     Returns (plan_path, dataset_path)."""
     from edgevla.dataset.plan import PlanConfig, make_plan
-    from edgevla.dataset.record import RecordArgs, run_record
+    from edgevla.dataset.record import RecordConfig, record
 
     root = tmp_path_factory.mktemp("tiny")
     plan = make_plan(
@@ -29,5 +29,5 @@ def tiny_recording(tmp_path_factory):
     )
     plan_path = plan.save(root / "plan.json")
     out = root / "dataset"
-    run_record(RecordArgs(plan=plan_path, out=out, json=True))
+    assert record(RecordConfig(plan=plan_path, out=out)).complete
     return plan_path, out

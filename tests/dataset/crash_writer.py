@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic_dataset import golden_episode  # noqa: E402
 
-from edgevla.dataset import consolidate, lerobot_v3, staging  # noqa: E402
-from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter  # noqa: E402
+from edgevla.dataset.lerobot import consolidate, staging  # noqa: E402
+from edgevla.dataset.lerobot import writer as lerobot_v3  # noqa: E402
+from edgevla.dataset.lerobot.writer import DatasetSpec, LeRobotDatasetWriter  # noqa: E402
 
 LENGTH = 12
 

@@ -23,14 +23,14 @@ import pytest
 from edgevla_runtime.features import ACTION_KEY, STATE_KEY, image_key
 
 from edgevla.cli import main
-from edgevla.dataset.audit import AuditArgs, AuditConfig, run_audit
-from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter
+from edgevla.dataset.audit import AuditConfig, audit_dataset
+from edgevla.dataset.lerobot.writer import DatasetSpec, LeRobotDatasetWriter
 from edgevla.dataset.plan import PlanConfig, make_plan
 from edgevla.dataset.record import (
     EPISODE_COLUMNS,
-    RecordArgs,
+    RecordConfig,
     episode_metadata,
-    run_record,
+    record,
     scene_calibration,
 )
 from edgevla.sim.env import TeaBagMugEnv
@@ -53,7 +53,7 @@ TOP_VIDEO = "videos/observation.images.top/chunk-000/file-000.mp4"
 
 
 def audit(root: Path, out: Path, cfg: AuditConfig = CFG) -> dict[str, Any]:
-    return run_audit(AuditArgs(root, out=out, config=cfg, json=True))
+    return audit_dataset(root, out, cfg).to_dict()
 
 
 def flagged(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -129,8 +129,8 @@ def rewrite_parquet(path: Path, edit: Callable[[list[dict[str, Any]]], None]) ->
 def clean(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("audit")
     make_plan(PLAN).save(base / "plan.json")
-    result = run_record(RecordArgs(plan=base / "plan.json", out=base / "clean", json=True))
-    assert result["exit_code"] == 0 and result["episodes_recorded"] == 14
+    result = record(RecordConfig(plan=base / "plan.json", out=base / "clean"))
+    assert result.complete and result.episodes_recorded == 14
     return base / "clean"
 
 
@@ -140,7 +140,7 @@ def clean_result(clean, tmp_path_factory) -> dict[str, Any]:
 
 
 def test_clean_recording_passes_every_check(clean_result):
-    assert clean_result["exit_code"] == 0
+    assert clean_result["status"] != "fail"
     assert flagged(clean_result) == {}, json.dumps(list(flagged(clean_result).values()), indent=1)
     checks = {f["check"] for f in clean_result["findings"]}
     assert checks == {
@@ -196,7 +196,7 @@ def test_cluster_with_too_few_episodes(clean, tmp_path):
     assert set(bad) == {("coverage", "episodes per cluster")}
     assert bad[("coverage", "episodes per cluster")]["status"] == "fail"
     assert "cluster 2 has 3" in bad[("coverage", "episodes per cluster")]["detail"]
-    assert result["exit_code"] == 1
+    assert result["status"] == "fail"
 
 
 def test_validation_episode_in_training_split(clean, tmp_path):
@@ -242,7 +242,7 @@ def test_truncated_video_is_reported_not_raised(clean, tmp_path):
     result = audit(root, tmp_path / "out")
     bad = flagged(result)
     frames = bad[("integrity", "video frames = rows")]
-    assert frames["status"] == "fail" and result["exit_code"] == 1
+    assert frames["status"] == "fail" and result["status"] == "fail"
     assert frames["episodes"][-1] == 13 and 0 not in frames["episodes"]  # the tail is gone
     # The other checks still ran, on the episodes that are intact.
     assert ("camera consistency", "camera top") not in bad
@@ -295,7 +295,7 @@ def test_dataset_the_reader_refuses_is_still_audited(clean, tmp_path):
     assert bad[("integrity", "dataset opens")]["status"] == "fail"
     assert "observation.images.overhead" in bad[("no cheating", "policy inputs")]["detail"]
     assert ("coverage", "episodes per cluster") not in bad  # read from the episodes table
-    assert result["exit_code"] == 1
+    assert result["status"] == "fail"
 
 
 # ---------------------------------------------------------------------------- image faults
@@ -374,4 +374,68 @@ def test_image_fault_is_flagged_by_its_check(fault, tmp_path):
         assert bad[key]["episodes"] == episodes
     # No other check fails because of it (a dim episode may also drift in histogram: a warning).
     assert {k for k, f in bad.items() if f["status"] == "fail"} <= {key}
-    assert result["exit_code"] == (1 if status == "fail" else 0)
+    assert (result["status"] == "fail") == (status == "fail")
+
+
+# ---------------------------------------------------------------------------- never crashes
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_text('{"codebase_version": "v3.0", "fps": 30, "feat'),
+        lambda p: p.write_bytes(b"\xff\xfe\x00garbage"),
+        lambda p: p.write_text("[1, 2, 3]"),
+        lambda p: p.unlink(),
+    ],
+    ids=["truncated", "not utf-8", "not an object", "missing"],
+)
+def test_unreadable_info_json_is_a_failing_finding_with_a_report(clean, tmp_path, capsys, damage):
+    root = copy_of(clean, tmp_path / "ds")
+    damage(root / "meta/info.json")
+    result = audit(root, tmp_path / "out")
+    bad = flagged(result)
+    assert bad[("integrity", "dataset opens")]["status"] == "fail"
+    assert "info.json" in bad[("integrity", "dataset opens")]["detail"]
+    assert result["status"] == "fail"
+    report = json.loads(Path(result["report"]).read_text())
+    lines = lambda r: [(f["check"], f["item"], f["status"]) for f in r["findings"]]  # noqa: E731
+    assert report["status"] == "fail" and lines(report) == lines(result)
+    assert ("coverage", "episodes per cluster") not in bad  # the episodes table still read
+    argv = ["audit", str(root), "--out", str(tmp_path / "cli"), "--json"]
+    argv += ["--min-episodes-per-cluster", "4"]
+    assert main(argv) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "fail"
+
+
+def test_a_missing_dataset_folder_is_bad_input(tmp_path):
+    assert main(["audit", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+
+
+def edit_top_feature(root: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    info = json.loads((root / "meta/info.json").read_text())
+    edit(info["features"]["observation.images.top"])
+    (root / "meta/info.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda f: f.update(shape=[64, 128, 3]), "is 96x128, info.json says 64x128"),
+        (
+            lambda f: f["info"].update({"video.fps": 15}),
+            "runs at 30 fps, info.json video.fps says 15",
+        ),
+        (lambda f: f["info"].update({"video.codec": "h264"}), "is av1, info.json says h264"),
+    ],
+    ids=["size", "fps", "codec"],
+)
+def test_info_json_that_disagrees_with_the_videos_fails(clean, tmp_path, edit, expected):
+    root = copy_of(clean, tmp_path / "ds")
+    edit_top_feature(root, edit)
+    result = audit(root, tmp_path / "out")
+    bad = flagged(result)
+    finding = bad[("integrity", "video metadata")]
+    assert finding["status"] == "fail" and expected in finding["detail"], finding["detail"]
+    assert TOP_VIDEO in finding["detail"]
+    assert result["status"] == "fail"

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from synthetic_dataset import expected_state, golden_episode
 
-from edgevla.dataset.layout import DatasetFormatError
-from edgevla.dataset.lerobot_v3 import LeRobotDatasetWriter
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.layout import DatasetFormatError
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.writer import LeRobotDatasetWriter
 
 SCRIPT = Path(__file__).with_name("crash_writer.py")
 LENGTH = 12  # crash_writer.LENGTH

@@ -10,7 +10,7 @@ import pytest
 from edgevla_runtime.features import CAMERA_NAMES, JOINT_FEATURE_NAMES, ROBOT_TYPE, TASK
 from synthetic_dataset import GOLDEN_ROOT, check_video, expected_state
 
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 
 
 @pytest.fixture(scope="module")

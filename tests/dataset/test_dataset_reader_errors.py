@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from synthetic_dataset import GOLDEN_ROOT
 
-from edgevla.dataset.layout import DatasetFormatError
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.layout import DatasetFormatError
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.dataset.video import encode_video
 
 TOP = "videos/observation.images.top/chunk-000/file-000.mp4"
@@ -91,7 +91,7 @@ def test_not_a_dataset(tmp_path: Path) -> None:
 
 
 def test_unfinalized_dataset_explains(tmp_path: Path) -> None:
-    from edgevla.dataset.lerobot_v3 import LeRobotDatasetWriter
+    from edgevla.dataset.lerobot.writer import LeRobotDatasetWriter
 
     LeRobotDatasetWriter.create(tmp_path / "ds").close()
     with pytest.raises(DatasetFormatError, match="finalize the writer"):

@@ -11,8 +11,8 @@ import torch
 from synthetic_dataset import GOLDEN_ROOT, expected_state, golden_episode
 from torch.utils.data import DataLoader
 
-from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.writer import DatasetSpec, LeRobotDatasetWriter
 from edgevla.dataset.torch_dataset import ActionChunkDataset
 
 LENGTHS = {0: 12, 1: 7, 2: 10}  # episode -> length

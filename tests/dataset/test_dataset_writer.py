@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from synthetic_dataset import GOLDEN_ROOT, check_video, expected_state, golden_episode
 
-from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter, MissingEpisodesError
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.writer import DatasetSpec, LeRobotDatasetWriter, MissingEpisodesError
 from edgevla.dataset.video import VideoSettings
 
 GOLDEN = Path(GOLDEN_ROOT)

@@ -12,9 +12,10 @@ import pytest
 from edgevla_runtime.features import ACTION_KEY, CAMERA_NAMES, STATE_KEY
 
 from edgevla.cli import main
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.dataset.plan import PlanConfig, make_plan
-from edgevla.dataset.reader import LeRobotDatasetReader
-from edgevla.dataset.record import EPISODE_COLUMNS, CalibrationMismatch, RecordArgs, run_record
+from edgevla.dataset.record import EPISODE_COLUMNS, CalibrationMismatch, RecordConfig, record
+from edgevla.errors import BadInput
 from edgevla.sim.env import TeaBagMugEnv
 
 SMALL = PlanConfig(
@@ -36,13 +37,13 @@ def small_plan(tmp_path_factory):
 @pytest.fixture(scope="module")
 def recorded(small_plan, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "teabag"
-    result = run_record(RecordArgs(plan=small_plan, out=out, json=True))
+    result = record(RecordConfig(plan=small_plan, out=out))
     return out, result
 
 
 def test_records_every_planned_episode(recorded):
     out, result = recorded
-    assert result["exit_code"] == 0
+    assert result.complete and result.to_dict()["episodes_given_up"] == []
     reader = LeRobotDatasetReader(out)
     plan_eps = make_plan(SMALL).episodes
     assert reader.num_episodes == len(plan_eps) == 8  # 2 train clusters x (2 + 1 recovery) + 2 val
@@ -84,16 +85,14 @@ def test_only_policy_visible_features(recorded):
 
 def test_existing_dataset_is_not_overwritten(recorded, small_plan):
     out, _ = recorded
-    with pytest.raises(FileExistsError, match="overwrite"):
-        run_record(RecordArgs(plan=small_plan, out=out, json=True))
+    with pytest.raises(FileExistsError, match="--overwrite.*--resume"):
+        record(RecordConfig(plan=small_plan, out=out))
 
 
 def test_resume_with_other_scene_is_refused(recorded, small_plan):
     out, _ = recorded
     with pytest.raises(CalibrationMismatch, match="image_height"):
-        run_record(
-            RecordArgs(plan=small_plan, out=out, resume=True, height=64, width=64, json=True)
-        )
+        record(RecordConfig(plan=small_plan, out=out, resume=True, height=64, width=64))
 
 
 @pytest.mark.slow
@@ -175,3 +174,35 @@ def test_noisy_recording_keeps_clean_labels_and_leaves_the_path():
     assert speed <= 3.0 + 1e-3  # labels are the expert's rate-limited targets, not noisy ones
     first = noisy[ACTION_KEY][: n // 3]
     np.testing.assert_allclose(first, clean[ACTION_KEY][: n // 3], atol=1e-6)  # plan is open loop
+
+
+@pytest.mark.parametrize("flag", ["--limit", "--max-attempts"])
+def test_zero_episodes_or_attempts_are_refused_before_anything_is_created(
+    flag, small_plan, tmp_path, capsys
+):
+    out = tmp_path / "ds"
+    argv = ["record", "--plan", str(small_plan), "--out", str(out), flag, "0", "--json"]
+    with pytest.raises(SystemExit) as parsed:  # tyro refuses it while parsing: usage error
+        main(argv)
+    assert parsed.value.code == 2
+    assert flag in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(BadInput, match=flag):
+        RecordConfig(plan=small_plan, out=out, **{flag[2:].replace("-", "_"): 0})
+
+
+def test_empty_plan_is_refused_before_anything_is_created(small_plan, tmp_path):
+    raw = json.loads(small_plan.read_text())
+    raw["episodes"] = []
+    empty = tmp_path / "empty_plan.json"
+    empty.write_text(json.dumps(raw))
+    out = tmp_path / "ds"
+    with pytest.raises(BadInput, match="no episodes to record"):
+        record(RecordConfig(plan=empty, out=out))
+    assert not out.exists()
+    assert main(["record", "--plan", str(empty), "--out", str(out)]) == 2
+
+
+def test_resume_of_nothing_names_the_flag(small_plan, tmp_path):
+    with pytest.raises(BadInput, match="no dataset to resume.*without --resume"):
+        record(RecordConfig(plan=small_plan, out=tmp_path / "nothing", resume=True))

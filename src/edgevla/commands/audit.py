@@ -1,15 +1,54 @@
-"""`edgevla audit` (arguments and printing still live in edgevla.dataset.audit; moving here)."""
+"""`edgevla audit D`: audit a recorded dataset (coverage, camera consistency, lighting,
+contrast, integrity, no cheating). Exit status 1 when any check fails, 0 otherwise."""
 
 from __future__ import annotations
 
-from edgevla.dataset.audit import AuditArgs as Args
-from edgevla.dataset.audit import run_audit as _run
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+from rich.markup import escape
+
+from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.dataset.audit import AuditConfig, audit_dataset
+from edgevla.errors import EXIT_NO, EXIT_OK
+
+_STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+
+
+@dataclass
+class Args:
+    """Audit a recorded dataset for what ruins policies: coverage, camera consistency,
+    lighting, contrast, integrity and policy-invisible inputs."""
+
+    dataset: tyro.conf.Positional[Path]
+    """the LeRobot v3 dataset to audit"""
+    out: Path | None = None
+    """where the JSON report and PNG figures go (default outputs/audit/<dataset name>); the
+    dataset itself is never written to"""
+    config: Annotated[AuditConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=AuditConfig)
+    json: bool = False
+    """print one JSON object instead of the table"""
+
+    @property
+    def out_dir(self) -> Path:
+        return self.out if self.out is not None else Path("outputs/audit") / self.dataset.name
 
 
 def run(args: Args) -> int:
-    result = _run(args)
-    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
-    return int(code or 0)
-
-
-__all__ = ["Args", "run"]
+    out = args.out_dir
+    with progress_bar(quiet=args.json) as report:
+        result = audit_dataset(args.dataset, out, args.config, progress=report)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        rows = [(f.check, f.item, _STYLE[f.status], escape(f.detail)) for f in result.findings]
+        title = f"edgevla audit {escape(str(args.dataset))}"
+        console.print(table(title, ["check", "item", "", "detail"], rows))
+        counts = result.summary
+        console.print(
+            f"{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail; report "
+            f"{escape(str(result.report))}, figures in {escape(str(out))}"
+        )
+    return EXIT_NO if result.failed else EXIT_OK

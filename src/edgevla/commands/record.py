@@ -1,15 +1,37 @@
-"""`edgevla record` (arguments and printing still live in edgevla.dataset.record; moving here)."""
+"""`edgevla record`: run the scripted expert through a plan into a LeRobot v3.0 dataset
+(crash-safe, resumable). Exit status 1 when some planned episode was given up on."""
 
 from __future__ import annotations
 
-from edgevla.dataset.record import RecordArgs as Args
-from edgevla.dataset.record import run_record as _run
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import tyro
+
+from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.dataset.record import RecordConfig, record
+from edgevla.errors import EXIT_NO, EXIT_OK
+
+
+@dataclass
+class Args:
+    """Record the expert through a plan into a LeRobot v3.0 dataset (crash-safe, resumable)."""
+
+    config: Annotated[RecordConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=RecordConfig)
+    json: bool = False
+    """print one JSON object instead of the table"""
 
 
 def run(args: Args) -> int:
-    result = _run(args)
-    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
-    return int(code or 0)
-
-
-__all__ = ["Args", "run"]
+    with progress_bar(quiet=args.json) as report:
+        result = record(args.config, progress=report)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        console.print(table("edgevla record", ["", "value"], list(result.to_dict().items())))
+        if not result.complete:
+            console.print(
+                f"gave up on episodes {result.episodes_given_up}: the dataset is not finalized; "
+                "run again with --resume to record them"
+            )
+    return EXIT_OK if result.complete else EXIT_NO

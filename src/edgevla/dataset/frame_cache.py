@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from edgevla_runtime.features import camera_of
 
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 
 
 def dataset_key(reader: LeRobotDatasetReader) -> str:

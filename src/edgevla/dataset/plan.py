@@ -21,15 +21,16 @@ the arm's base (yaw = radial direction +- `yaw_jitter_deg`), "vertical" = turned
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import tyro
 
+from edgevla.errors import BadInput
+from edgevla.figures import pyplot, save_png
+from edgevla.jsonio import read_json, write_json_atomic
 from edgevla.sim.env import StartState
 from edgevla.sim.scene import MUG_POS, Workspace
 
@@ -38,7 +39,7 @@ ORIENTATIONS = ("horizontal", "vertical")
 RECOVERY_STARTS = ("mug", "missed_grasp")
 
 
-class PlanError(ValueError):
+class PlanError(BadInput):
     """A plan that cannot be made or read; the message names the field or file."""
 
 
@@ -195,26 +196,15 @@ class Plan:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
-        return path
+        return write_json_atomic(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
         path = Path(path)
         try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError as e:
-            raise PlanError(
-                f"plan file not found: {path} (make one with `edgevla plan --out {path}`)"
-            ) from e
-        except json.JSONDecodeError as e:
-            raise PlanError(
-                f"plan file {path} is not valid JSON ({e}); re-create it with `edgevla plan`"
-            ) from e
+            raw = read_json(path, "plan file", fix=f"make one with `edgevla plan --out {path}`")
+        except BadInput as e:
+            raise PlanError(str(e)) from e
         if raw.get("edgevla_plan_version") != PLAN_VERSION:
             raise PlanError(
                 f"{path}: edgevla_plan_version {raw.get('edgevla_plan_version')!r}, expected {PLAN_VERSION}"
@@ -399,12 +389,7 @@ def draw_workspace(ax, plan: Plan, cluster_faces: dict[int, Any] | None = None) 
 def plot_plan(plan: Plan, path: str | Path) -> Path:
     """PNG of the workspace: clusters (held-out ones hatched), recorded starts, recovery
     starts, evaluation positions, the mug and the arm's base."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    fig, ax = pyplot().subplots(figsize=(7.5, 6.5))
     draw_workspace(ax, plan)
     for c in plan.clusters:
         ax.text(*c.center_xy, str(c.id), ha="center", va="center", fontsize=11, weight="bold",
@@ -444,36 +429,28 @@ def plot_plan(plan: Plan, path: str | Path) -> Path:
         fontsize=9,
     )
     ax.legend(loc="lower left", fontsize=7)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 @dataclass
-class PlanArgs:
-    """Draw a recording plan (clusters, starts, recovery, held-out cluster, evaluation sets)."""
+class PlanResult:
+    """What `write_plan` wrote: the plan file, its figure (if asked for) and the plan's counts."""
 
-    out: Path = Path("outputs/plan.json")
+    plan: Path
+    summary: dict[str, Any]
     figure: Path | None = None
-    """also write a PNG of the workspace here"""
-    config: Annotated[PlanConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=PlanConfig)
-    json: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"plan": str(self.plan), **self.summary}
+        if self.figure is not None:
+            out["figure"] = str(self.figure)
+        return out
 
 
-def run_plan(args: PlanArgs) -> dict[str, Any]:
-    from edgevla.console import console, emit_json, table
-
-    plan = make_plan(args.config)
-    plan.save(args.out)
-    result: dict[str, Any] = {"plan": str(args.out), **plan.summary()}
-    if args.figure is not None:
-        result["figure"] = str(plot_plan(plan, args.figure))
-    if args.json:
-        emit_json(result)
-    else:
-        rows = [(k, v) for k, v in result.items()]
-        console.print(table("edgevla plan", ["", "value"], rows))
-    return result
+def write_plan(config: PlanConfig, out: str | Path, figure: str | Path | None = None) -> PlanResult:
+    """Draw the plan for `config`, save it to `out` (and a PNG of it to `figure`)."""
+    plan = make_plan(config)
+    path = plan.save(out)
+    fig = plot_plan(plan, figure) if figure is not None else None
+    return PlanResult(plan=path, summary=plan.summary(), figure=fig)

@@ -7,7 +7,7 @@ policy-visible data is recorded (joint positions, actions, camera streams); the 
 bookkeeping goes to extra per-episode columns a LeRobot user can ignore: cluster_id,
 start_pose [bag x, bag y, bag yaw], is_recovery, orientation, split, plan_seed, seed, attempts.
 
-Crash safety comes from the writer (see lerobot_v3.py): every finished episode is durable the
+Crash safety comes from the writer (see lerobot/writer.py): every finished episode is durable the
 moment add_episode returns. `--resume` reopens the dataset, checks that the scene ("our
 calibration") and the plan are the ones it was recorded with, and records what is missing.
 """
@@ -17,17 +17,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from edgevla_runtime.features import ACTION_KEY, STATE_KEY, image_key
 
-from edgevla.console import console, emit_json, progress, table
-from edgevla.dataset.lerobot_v3 import DatasetSpec, LeRobotDatasetWriter
+from edgevla.dataset.lerobot import layout
+from edgevla.dataset.lerobot.writer import DatasetSpec, LeRobotDatasetWriter, folder_contents
 from edgevla.dataset.plan import Plan, PlannedEpisode
 from edgevla.dataset.video import VideoSettings
+from edgevla.errors import BadInput
+from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 from edgevla.sim.env import TeaBagMugEnv
 from edgevla.sim.expert import ActionNoise, ScriptedExpert, rollout_expert
 from edgevla.sim.kinematics import UnreachableError
@@ -45,13 +47,13 @@ EPISODE_COLUMNS = {
 }
 
 
-class CalibrationMismatch(RuntimeError):
+class CalibrationMismatch(BadInput):
     """The dataset was recorded with another scene or plan than the one given now."""
 
 
-@dataclass
-class RecordArgs:
-    """Record the expert through a plan into a LeRobot v3.0 dataset (crash-safe, resumable)."""
+@dataclass(frozen=True)
+class RecordConfig:
+    """What to record and how (field names are the `edgevla record` flags)."""
 
     plan: Path = Path("outputs/plan.json")
     out: Path = Path("datasets/teabag")
@@ -71,7 +73,62 @@ class RecordArgs:
     action_noise_rad: float = 0.0
     """DART-style: execute the expert's targets plus a smooth random offset of this std per arm
     joint, record the clean targets (states off the path, labelled with the way back); 0 = off"""
-    json: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", Path(self.plan))
+        object.__setattr__(self, "out", Path(self.out))
+        if self.max_attempts < 1:
+            raise BadInput(
+                f"{self.max_attempts}: must be >= 1 (0 attempts records nothing)",
+                field="--max-attempts",
+            )
+        if self.limit is not None and self.limit < 1:
+            raise BadInput(
+                f"{self.limit}: must be >= 1 (leave it out to record the whole plan)",
+                field="--limit",
+            )
+        if self.resume and self.overwrite:
+            raise BadInput("--resume continues a dataset, --overwrite replaces it: give one")
+        if self.fps < 1:
+            raise BadInput(f"{self.fps}: must be a positive rate", field="--fps")
+        if self.action_noise_rad < 0:
+            raise BadInput(f"{self.action_noise_rad}: must be >= 0", field="--action-noise-rad")
+
+
+@dataclass
+class RecordResult:
+    """What a recording did. `complete` is False when some planned episode was given up on
+    (the dataset then stays unfinalized: re-run with --resume)."""
+
+    dataset: Path
+    episodes_planned: int
+    episodes_already_done: int
+    episodes_recorded: int = 0
+    re_recorded_failures: int = 0
+    episodes_given_up: list[int] = field(default_factory=list)
+    frames: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.episodes_given_up
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": str(self.dataset),
+            "episodes_planned": self.episodes_planned,
+            "episodes_already_done": self.episodes_already_done,
+            "episodes_recorded": self.episodes_recorded,
+            "re_recorded_failures": self.re_recorded_failures,
+            "episodes_given_up": list(self.episodes_given_up),
+            "frames": self.frames,
+            "wall_s": self.wall_s,
+            "frames_per_s": self.frames_per_s,
+        }
 
 
 def scene_calibration(scene: SceneConfig) -> dict[str, Any]:
@@ -160,19 +217,47 @@ def record_episode(
     return frames, bool(info["success"])
 
 
-def run_record(args: RecordArgs) -> dict[str, Any]:
-    plan = Plan.load(args.plan)
-    scene = SceneConfig(image_height=args.height, image_width=args.width, fps=args.fps)
-    noise = ActionNoise(std_rad=args.action_noise_rad)
+def _check_out(config: RecordConfig) -> None:
+    """Refuse, before anything is created, an --out that the flags given do not fit."""
+    out = config.out
+    exists = out.exists() and (not out.is_dir() or bool(folder_contents(out)))
+    if config.resume:
+        if not (out / layout.INFO_PATH).is_file():
+            raise BadInput(
+                "no dataset to resume here (no meta/info.json); record one without --resume",
+                path=out,
+            )
+    elif exists and not config.overwrite:
+        raise FileExistsError(
+            f"{out} already exists and is not empty; pass --overwrite to replace the dataset, "
+            "or --resume to continue it"
+        )
+
+
+def record(config: RecordConfig, progress: ProgressFn | None = None) -> RecordResult:
+    """Record the expert through `config.plan` into `config.out` (see the module docstring).
+
+    Every argument is checked before anything is created. Episodes the expert fails
+    `config.max_attempts` times are given up on (listed in the result); the dataset is
+    finalized only when none was."""
+    report = progress or no_progress
+    plan = Plan.load(config.plan)
+    if not plan.episodes:
+        raise BadInput(
+            "the plan has no episodes to record; draw one with `edgevla plan`", path=config.plan
+        )
+    _check_out(config)
+    scene = SceneConfig(image_height=config.height, image_width=config.width, fps=config.fps)
+    noise = ActionNoise(std_rad=config.action_noise_rad)
     calibration = _calibration(scene, plan, noise)
-    video = VideoSettings.av1() if args.codec == "av1" else VideoSettings.h264()
-    if args.resume:
-        writer, done = LeRobotDatasetWriter.open_for_resume(args.out)
+    video = VideoSettings.av1() if config.codec == "av1" else VideoSettings.h264()
+    if config.resume:
+        writer, done = LeRobotDatasetWriter.open_for_resume(config.out)
         mismatch = _diff(_as_recorded_today(writer.calibration), calibration)
         if mismatch:
             writer.close()
             raise CalibrationMismatch(
-                f"{args.out} was recorded with another scene or plan; resuming would mix them:\n  "
+                f"{config.out} was recorded with another scene or plan; resuming would mix them:\n  "
                 + "\n  ".join(mismatch[:10])
                 + "\nResume with the same plan and settings, or record a new dataset (--out elsewhere)."
             )
@@ -182,64 +267,42 @@ def run_record(args: RecordArgs) -> dict[str, Any]:
             video=video, episode_columns=EPISODE_COLUMNS,
         )  # fmt: skip
         writer = LeRobotDatasetWriter.create(
-            args.out, spec, calibration=calibration, overwrite=args.overwrite
+            config.out, spec, calibration=calibration, overwrite=config.overwrite
         )
         done = set()
     todo = [e for e in plan.episodes if e.index not in done]
-    if args.limit is not None:
-        todo = [e for e in todo if e.index < args.limit]
+    if config.limit is not None:
+        todo = [e for e in todo if e.index < config.limit]
+    result = RecordResult(config.out, len(plan.episodes), len(done))
     env = TeaBagMugEnv(scene)
-    stats = {"recorded": 0, "re_recorded": 0, "failed": [], "frames": 0}
     t0 = time.perf_counter()
     try:
-        with progress(args.json) as bar:
-            task = bar.add_task("recording", total=len(todo), status="")
-            for planned in todo:
-                for attempt in range(args.max_attempts):
-                    seed = planned.seed + 1_000_000 * attempt
-                    frames, ok = record_episode(env, planned, seed, noise)
-                    if ok:
-                        break
-                    stats["re_recorded"] += 1
-                if not ok:
-                    stats["failed"].append(planned.index)
-                    bar.update(task, advance=1)
-                    continue
+        report(ProgressEvent("recording", 0, len(todo)))
+        for n, planned in enumerate(todo, start=1):
+            for attempt in range(config.max_attempts):
+                seed = planned.seed + 1_000_000 * attempt
+                frames, ok = record_episode(env, planned, seed, noise)
+                if ok:
+                    break
+                result.re_recorded_failures += 1
+            if not ok:
+                result.episodes_given_up.append(planned.index)
+            else:
                 writer.add_episode(
                     frames,
                     episode_index=planned.index,
                     metadata=episode_metadata(planned, plan.config.seed, seed, attempt + 1),
                 )
-                stats["recorded"] += 1
-                stats["frames"] += len(frames[STATE_KEY])
-                elapsed = time.perf_counter() - t0
-                bar.update(task, advance=1, status=f"{stats['frames'] / elapsed:.0f} frames/s")
-        if not stats["failed"]:
+                result.episodes_recorded += 1
+                result.frames += len(frames[STATE_KEY])
+            elapsed = time.perf_counter() - t0
+            report(
+                ProgressEvent("recording", n, len(todo), f"{result.frames / elapsed:.0f} frames/s")
+            )
+        if result.complete:
             writer.finalize()
     finally:
         writer.close()
         env.close()
-    elapsed = time.perf_counter() - t0
-    result = {
-        "dataset": str(args.out),
-        "episodes_planned": len(plan.episodes),
-        "episodes_already_done": len(done),
-        "episodes_recorded": stats["recorded"],
-        "re_recorded_failures": stats["re_recorded"],
-        "episodes_given_up": stats["failed"],
-        "frames": stats["frames"],
-        "wall_s": elapsed,
-        "frames_per_s": stats["frames"] / elapsed if elapsed > 0 else 0.0,
-        "exit_code": 1 if stats["failed"] else 0,
-    }
-    if args.json:
-        emit_json(result)
-    else:
-        console.print(
-            table(
-                "edgevla record",
-                ["", "value"],
-                [(k, v) for k, v in result.items() if k != "exit_code"],
-            )
-        )
+    result.wall_s = time.perf_counter() - t0
     return result

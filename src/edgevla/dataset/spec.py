@@ -27,8 +27,8 @@ from edgevla_runtime.features import (
     image_key,
 )
 
-from edgevla.dataset import layout
-from edgevla.dataset.layout import DatasetFormatError
+from edgevla.dataset.lerobot import layout
+from edgevla.dataset.lerobot.layout import DatasetFormatError
 from edgevla.dataset.video import VideoSettings
 
 

@@ -12,15 +12,19 @@ fail lines, a JSON report and figures; any fail makes the command exit 1):
                         video frame per data row, episode-length outliers
     no cheating         only inputs the policy has at run time
 
-    result = run_audit(AuditArgs(Path("datasets/teabag")))
-    result["exit_code"], result["findings"], result["report"], result["figures"]
+    result = audit_dataset(Path("datasets/teabag"), out=Path("outputs/audit/teabag"))
+    result.failed, result.findings, result.report, result.figures, result.to_dict()
+
+An audit never crashes on a damaged dataset: what cannot be read becomes a failing finding,
+and the report is written all the same.
 
 Layout: config (thresholds), data (lenient loading), coverage, integrity (+ no cheating),
-imaging (image primitives, camera-motion search), views (image checks), figures, run.
+imaging (image primitives, camera-motion search), views (image checks), figures, run
+(audit_dataset: every check, the report, the figures; printing is edgevla.commands.audit).
 """
 
-from edgevla.dataset.audit.config import AuditArgs, AuditConfig
+from edgevla.dataset.audit.config import AuditConfig
 from edgevla.dataset.audit.findings import Finding
-from edgevla.dataset.audit.run import run_audit
+from edgevla.dataset.audit.run import AuditResult, audit_dataset
 
-__all__ = ["AuditArgs", "AuditConfig", "Finding", "run_audit"]
+__all__ = ["AuditConfig", "AuditResult", "Finding", "audit_dataset"]

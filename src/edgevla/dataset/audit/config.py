@@ -4,11 +4,8 @@ for a small test recording without touching code)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated
+from dataclasses import dataclass
 
-import tyro
 from edgevla_runtime.features import CAMERA_NAMES
 
 
@@ -121,22 +118,3 @@ class AuditConfig:
             )
         if self.brightness_rel_tol <= 0 or self.robust_z <= 0 or self.length_ratio_max <= 1:
             raise ValueError("brightness_rel_tol and robust_z must be > 0 and length_ratio_max > 1")
-
-
-@dataclass
-class AuditArgs:
-    """Audit a recorded dataset for what ruins policies: coverage, camera consistency,
-    lighting, contrast, integrity and policy-invisible inputs."""
-
-    dataset: tyro.conf.Positional[Path]
-    """the LeRobot v3 dataset to audit"""
-    out: Path | None = None
-    """where the JSON report and PNG figures go (default outputs/audit/<dataset name>); the
-    dataset itself is never written to"""
-    config: Annotated[AuditConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=AuditConfig)
-    json: bool = False
-    """print one JSON object instead of the table"""
-
-    @property
-    def out_dir(self) -> Path:
-        return self.out if self.out is not None else Path("outputs/audit") / self.dataset.name

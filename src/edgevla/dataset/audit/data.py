@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from edgevla_runtime.features import camera_of, image_key
 
-from edgevla.dataset import layout
-from edgevla.dataset.layout import DatasetFormatError
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot import layout
+from edgevla.dataset.lerobot.layout import DatasetFormatError
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.dataset.video import VideoError, decode_video
 
 
@@ -105,6 +105,15 @@ class AuditData:
         return out
 
 
+def video_files(data: AuditData, key: str) -> list[Path]:
+    """The mp4 files of one video feature: those the episodes table points to, or (when it
+    could not be read) whatever lies under videos/<key>/."""
+    rows = [r for r in data.episodes if f"videos/{key}/chunk_index" in r]
+    if rows:
+        return sorted({_video_path(data.root, data.info, key, r) for r in rows})
+    return sorted(data.root.glob(f"videos/{key}/chunk-*/file-*.mp4"))
+
+
 def _video_path(root: Path, info: dict[str, Any], key: str, row: dict[str, Any]) -> Path:
     rel = info.get("video_path", layout.VIDEO_PATH)
     return root / rel.format(
@@ -166,19 +175,27 @@ def _count_video_frames(data: AuditData) -> None:
 
 
 def load(root: Path) -> AuditData:
-    """Open `root` as leniently as the checks allow. Raises DatasetFormatError only when not
-    even meta/info.json can be read (then there is nothing to audit)."""
+    """Open `root` as leniently as the checks allow; never raises for a damaged dataset. What
+    could not be read is in `load_errors` (an unreadable meta/info.json leaves `info` empty:
+    the checks that need it then have nothing to judge, and say so)."""
     root = Path(root)
-    info = layout.read_json(root / layout.INFO_PATH, "dataset info (is this a dataset?)")
-    if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
-        raise DatasetFormatError(f"{root / layout.INFO_PATH} has no 'features' mapping")
+    errors: list[str] = []
+    info: dict[str, Any] = {}
+    try:
+        info = layout.read_json(root / layout.INFO_PATH, "dataset info (is this a dataset?)")
+        if not isinstance(info.get("features"), dict):
+            raise DatasetFormatError(f"{root / layout.INFO_PATH} has no 'features' mapping")
+        if not isinstance(info.get("fps", 0), int | float):
+            raise DatasetFormatError(f"{root / layout.INFO_PATH}: fps is not a number")
+    except (DatasetFormatError, OSError) as e:
+        errors.append(str(e))
+        info = {"features": {}}
     edgevla_path = root / layout.EDGEVLA_PATH
     meta: dict[str, Any] = {}
-    errors: list[str] = []
     if edgevla_path.is_file():
         try:
             meta = layout.read_json(edgevla_path, "edgevla metadata")
-        except DatasetFormatError as e:
+        except (DatasetFormatError, OSError) as e:
             errors.append(str(e))
     data_columns: list[str] = []
     for path in sorted(root.glob("data/chunk-*/file-*.parquet")):
@@ -191,14 +208,18 @@ def load(root: Path) -> AuditData:
     try:
         reader = _DeferredVideoReader(root)
         episodes = reader.episodes
-    except DatasetFormatError as e:
-        errors.append(str(e))
+    except Exception as e:  # DatasetFormatError, or whatever a damaged file throws
+        if info.get("features"):  # else the reader only repeats why info.json is unreadable
+            errors.append(
+                str(e) if isinstance(e, DatasetFormatError) else f"{type(e).__name__}: {e}"
+            )
+        reader = None
         try:
             table = layout.read_episodes_table(root)
             if table is not None:
                 cols = [c for c in table.column_names if not c.startswith("stats/")]
                 episodes = table.select(cols).to_pylist()
-        except DatasetFormatError:
+        except Exception:
             pass
     data = AuditData(root, info, episodes, data_columns, meta, reader, load_errors=errors)
     if reader is not None:

@@ -15,15 +15,7 @@ import numpy as np
 
 from edgevla.dataset.audit.config import AuditConfig
 from edgevla.dataset.audit.coverage import cluster_counts
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from edgevla.figures import pyplot, save_png
 
 
 def _per_camera(
@@ -32,7 +24,7 @@ def _per_camera(
     cams = [c for c, m in metrics.items() if key in m]
     if not cams:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(
         len(cams), 1, figsize=(8, 1.9 * len(cams) + 0.8), sharex=True, squeeze=False
     )
@@ -49,9 +41,7 @@ def _per_camera(
     axes[-1, 0].set_xlabel("episode")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def _clusters(episodes: list[dict[str, Any]], cfg: AuditConfig, path: Path) -> Path | None:
@@ -62,7 +52,7 @@ def _clusters(episodes: list[dict[str, Any]], cfg: AuditConfig, path: Path) -> P
     rest = np.array([counts[c]["train"] - counts[c]["recovery"] for c in ids])
     rec = np.array([counts[c]["recovery"] for c in ids])
     val = np.array([counts[c]["val"] for c in ids])
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(ids) + 2), 3.6))
     x = np.arange(len(ids))
     ax.bar(x, rest, color="#3182bd", label="train (rest start)")
@@ -76,16 +66,14 @@ def _clusters(episodes: list[dict[str, Any]], cfg: AuditConfig, path: Path) -> P
     ax.set_ylim(0, max(int((rest + rec + val).max()), cfg.min_episodes_per_cluster) * 1.3)
     ax.legend(fontsize=7, loc="upper center", ncol=4)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def _contrast(metrics: dict[str, Any], cfg: AuditConfig, path: Path) -> Path | None:
     cams = [c for c, m in metrics.items() if "object_contrast" in m]
     if not cams:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(cams), 1, figsize=(8, 2.2 * len(cams) + 0.8), squeeze=False)
     for ax, cam in zip(axes[:, 0], cams, strict=True):
         for key, dx, color in (
@@ -103,9 +91,7 @@ def _contrast(metrics: dict[str, Any], cfg: AuditConfig, path: Path) -> Path | N
     axes[-1, 0].set_xlabel("episode")
     fig.suptitle("Contrast against the background (dashed: warning level)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def write_figures(

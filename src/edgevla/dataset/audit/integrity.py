@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 from edgevla_runtime.features import ACTION_KEY, IMAGE_KEY_PREFIX, MOTOR_NAMES, STATE_KEY, image_key
 
-from edgevla.dataset import layout
 from edgevla.dataset.audit.config import AuditConfig
-from edgevla.dataset.audit.data import AuditData
+from edgevla.dataset.audit.data import AuditData, video_files
 from edgevla.dataset.audit.findings import Finding, episode_list
+from edgevla.dataset.lerobot import layout
+from edgevla.dataset.video import VideoError, probe_video
 from edgevla.sim.scene import JOINT_LIMITS
 
 INTEGRITY = "integrity"
@@ -41,6 +42,62 @@ def decode_findings(data: AuditData) -> list[Finding]:
             INTEGRITY, "frames decode", "fail",
             f"episodes {episode_list(eps)} have undecodable frames (first: {first}); re-encode "
             "or re-record them", episodes=tuple(eps),
+        )
+    ]  # fmt: skip
+
+
+def check_video_metadata(data: AuditData) -> list[Finding]:
+    """Does meta/info.json describe the videos that are stored: size, rate and codec of every
+    mp4 (frame counts are the "video frames = rows" line)? A training loader trusts info.json:
+    a mismatch resizes, retimes or fails to decode every frame."""
+    keys = layout.video_keys(data.info.get("features", {}))
+    if not keys:
+        return []
+    wrong: list[str] = []
+    checked = 0
+    for key in keys:
+        feature = data.info["features"][key]
+        shape = list(feature.get("shape") or [])
+        block = feature.get("info") or {}
+        fps = block.get("video.fps", data.fps)
+        for path in video_files(data, key):
+            if not path.is_file():
+                continue  # missing: the "video frames = rows" line says so
+            try:
+                probe = probe_video(path)
+            except VideoError:
+                continue  # unreadable: likewise
+            checked += 1
+            rel = path.relative_to(data.root)
+            if shape[:2] != [probe.height, probe.width]:
+                wrong.append(
+                    f"{rel} is {probe.height}x{probe.width}, info.json says "
+                    f"{'x'.join(map(str, shape[:2])) or 'nothing'}"
+                )
+            for what, said in (("fps", data.fps), ("video.fps", fps)):
+                if probe.fps and said and abs(float(probe.fps) - float(said)) > 1e-3:
+                    wrong.append(
+                        f"{rel} runs at {float(probe.fps):g} fps, info.json {what} says {said}"
+                    )
+            codec = block.get("video.codec")
+            if codec and probe.codec and codec != probe.codec:
+                wrong.append(f"{rel} is {probe.codec}, info.json says {codec}")
+    if wrong:
+        return [
+            Finding(
+                INTEGRITY, "video metadata", "fail",
+                "; ".join(dict.fromkeys(wrong)) + ". meta/info.json does not describe the "
+                "stored videos: loaders would mis-size or mis-time every frame; restore the "
+                "dataset from a copy or re-record it",
+                value=list(dict.fromkeys(wrong)),
+            )
+        ]  # fmt: skip
+    if not checked:
+        return []
+    return [
+        Finding(
+            INTEGRITY, "video metadata", "pass",
+            f"{checked} video files match info.json (size, fps, codec)",
         )
     ]  # fmt: skip
 
@@ -190,6 +247,14 @@ def check_no_cheating(data: AuditData, cfg: AuditConfig) -> list[Finding]:
             )
         ]  # fmt: skip
     cams = [k for k in features if k.startswith(IMAGE_KEY_PREFIX)]
+    if not features:
+        return [
+            Finding(
+                NO_CHEATING, "policy inputs", "warn",
+                "meta/info.json could not be read: only the frame data's columns were judged "
+                f"(none beyond {STATE_KEY}, {ACTION_KEY} and LeRobot's defaults)",
+            )
+        ]  # fmt: skip
     return [
         Finding(
             NO_CHEATING, "policy inputs", "pass",

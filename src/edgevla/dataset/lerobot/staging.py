@@ -5,7 +5,7 @@
         observation.images.<cam>.mp4     one per camera, encoded once (finalize only remuxes)
         manifest.json                    length, task, extra columns, image stats, file sizes
 
-The directory is complete before it gets its final name (lerobot_v3 writes it under tmp/ and
+The directory is complete before it gets its final name (the writer writes it under tmp/ and
 renames it), so whatever lies under episodes/ is a finished episode; the manifest's file sizes
 let resume reject one damaged by the storage itself. Image statistics are computed here, from
 the raw frames, because the published videos are lossy.
@@ -23,9 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from edgevla_runtime.features import ACTION_KEY, STATE_KEY
 
-from edgevla.dataset import layout, stats
+from edgevla.dataset import stats
+from edgevla.dataset.lerobot import layout
 from edgevla.dataset.spec import DatasetSpec
 from edgevla.dataset.video import encode_video, probe_video
+from edgevla.errors import BadInput
+from edgevla.jsonio import read_json
 
 TMP_DIR = f"{layout.STAGING_DIR}/tmp"
 LOCK_PATH = f"{layout.STAGING_DIR}/LOCK"
@@ -85,7 +88,7 @@ def write_episode_files(
 
 
 def read_manifest(episode_dir: Path) -> dict[str, Any]:
-    return json.loads((episode_dir / MANIFEST).read_text())
+    return read_json(episode_dir / MANIFEST, "staged episode manifest")
 
 
 def check_episode_dir(episode_dir: Path) -> str | None:
@@ -95,7 +98,7 @@ def check_episode_dir(episode_dir: Path) -> str | None:
         return "unexpected name"
     try:
         manifest = read_manifest(episode_dir)
-    except (OSError, json.JSONDecodeError) as e:
+    except BadInput as e:
         return f"manifest unreadable: {e}"
     if manifest.get("episode_index") != int(suffix):
         return "manifest is for another episode"

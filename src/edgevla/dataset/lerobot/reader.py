@@ -26,8 +26,9 @@ import numpy as np
 import pyarrow as pa
 from edgevla_runtime.features import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY, camera_of, image_key
 
-from edgevla.dataset import layout, stats
-from edgevla.dataset.layout import DatasetFormatError
+from edgevla.dataset import stats
+from edgevla.dataset.lerobot import layout
+from edgevla.dataset.lerobot.layout import DatasetFormatError
 from edgevla.dataset.video import VideoError, decode_video, probe_video
 
 _REQUIRED_INFO = ("codebase_version", "fps", "features", "total_episodes", "total_frames")
@@ -58,14 +59,15 @@ class LeRobotDatasetReader:
             raise DatasetFormatError(f"no dataset at {self.root}: not a directory")
         if (self.root / layout.FINALIZE_COMMIT_PATH).exists():
             raise DatasetFormatError(
-                f"{self.root}: an edgevla finalize was interrupted; run "
-                "LeRobotDatasetWriter.open_for_resume(root) to complete it before reading"
+                f"{self.root}: an edgevla finalize was interrupted; complete it before reading "
+                f"with `edgevla record --resume --out {self.root}` (in Python: "
+                "LeRobotDatasetWriter.open_for_resume)"
             )
         self.info = self._read_info()
         if not self.info["total_episodes"]:
             raise DatasetFormatError(
                 f"{self.root} has no finalized episodes (empty, or recorded but not yet "
-                "published: finalize the writer first)"
+                "published: finalize the writer first, e.g. `edgevla record --resume`)"
             )
         self.fps: int = int(self.info["fps"])
         self.features: dict[str, dict[str, Any]] = self.info["features"]

@@ -11,7 +11,7 @@ it, `build_publication` writes, under `build/` with their final relative paths:
 - replacements for meta/stats.json (aggregated over all episodes, old and new),
   meta/tasks.parquet and meta/info.json.
 Published files are never rewritten: new episodes go to the next chunk/file indices, files
-roll over at LeRobot's size limits (100 MB data, 200 MB video). lerobot_v3 then moves the
+roll over at LeRobot's size limits (100 MB data, 200 MB video). writer.py then moves the
 build into place under its commit protocol.
 """
 
@@ -25,8 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from edgevla.dataset import layout, staging, stats
-from edgevla.dataset.layout import DatasetFormatError
+from edgevla.dataset import stats
+from edgevla.dataset.lerobot import layout, staging
+from edgevla.dataset.lerobot.layout import DatasetFormatError
 from edgevla.dataset.spec import DatasetSpec
 from edgevla.dataset.video import concat_videos
 

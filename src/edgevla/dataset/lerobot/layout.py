@@ -38,6 +38,8 @@ from edgevla_runtime.features import (
 
 from edgevla.dataset.stats import QUANTILE_KEYS
 from edgevla.dataset.video import VideoSettings
+from edgevla.errors import BadInput
+from edgevla.jsonio import read_json as _read_json
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -75,7 +77,7 @@ EPISODE_COLUMN_TYPES: dict[str, pa.DataType] = {
 _COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(BadInput):
     """A dataset on disk is not what LeRobot v3.0 (or edgevla's additions) says it must be."""
 
 
@@ -278,7 +280,7 @@ def next_chunk_file(chunk_index: int, file_index: int) -> tuple[int, int]:
     return chunk_index, file_index
 
 
-# Where the edgevla writer keeps work in progress (see lerobot_v3.py). Hidden, inside the root so
+# Where the edgevla writer keeps work in progress (see writer.py). Hidden, inside the root so
 # that publishing is a same-filesystem rename; LeRobot never looks at it.
 STAGING_DIR = ".edgevla_staging"
 STAGED_EPISODES_DIR = f"{STAGING_DIR}/episodes"
@@ -298,13 +300,16 @@ def read_parquet(path: Path, what: str) -> pa.Table:
         ) from e
 
 
-def read_json(path: Path, what: str) -> Any:
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object of the dataset, or DatasetFormatError naming the file: "missing <what>"
+    or "corrupt <what>" (not UTF-8, not JSON, empty, not an object)."""
     if not path.is_file():
         raise DatasetFormatError(f"missing {what}: {path} does not exist")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetFormatError(f"corrupt {what}: {path} is not valid JSON ({e})") from e
+        fix = "restore it from a copy or re-record the dataset"
+        return _read_json(path, what.split(" (")[0], fix=fix)
+    except BadInput as e:
+        raise DatasetFormatError(f"corrupt {what}: {e}") from e
 
 
 def episodes_files(root: Path) -> list[Path]:

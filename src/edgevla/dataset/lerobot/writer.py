@@ -34,9 +34,12 @@ empty or absent after finalize; LeRobot never reads it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import shutil
+import time
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -45,18 +48,20 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.dataset import layout, staging
-from edgevla.dataset.consolidate import build_publication
-from edgevla.dataset.durable import (
+from edgevla.dataset.lerobot import layout, staging
+from edgevla.dataset.lerobot.consolidate import build_publication
+from edgevla.dataset.lerobot.durable import (
     atomic_write_json,
     fsync_dir,
     fsync_tree,
     remove_tree,
     replace_durable,
 )
-from edgevla.dataset.layout import DatasetFormatError
+from edgevla.dataset.lerobot.layout import DatasetFormatError
+from edgevla.dataset.lerobot.staging import LOCK_PATH, TMP_DIR, episode_dir_name
 from edgevla.dataset.spec import DatasetSpec
-from edgevla.dataset.staging import LOCK_PATH, TMP_DIR, episode_dir_name
+from edgevla.errors import BadInput
+from edgevla.jsonio import read_json
 
 __all__ = ["DatasetSpec", "LeRobotDatasetWriter", "MissingEpisodesError"]
 
@@ -102,44 +107,85 @@ class LeRobotDatasetWriter:
         saved in meta/edgevla.json so a resumed recording can check it has not changed.
 
         Refuses an existing non-empty root unless overwrite=True, and even then only deletes a
-        directory that is a dataset (has meta/info.json or a staging area).
+        directory that is a dataset (has meta/info.json or a staging area). Race-safe: of two
+        writers creating one root at once, one wins and the other raises BadInput naming it.
+        A create that fails (unwritable folder, the lost race) leaves nothing behind, and
+        one that was killed is cleaned up by the next create or resume.
         """
         root = Path(root)
         spec = spec or DatasetSpec()
         json.dumps(calibration)  # fail now, not after recording, if it is not JSON
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        if root.exists() and (not root.is_dir() or folder_contents(root)):
             if not overwrite:
                 raise FileExistsError(
-                    f"{root} already exists and is not empty; pass overwrite=True to replace "
-                    "the dataset, or LeRobotDatasetWriter.open_for_resume(root) to continue it"
+                    f"{root} already exists and is not empty; pass overwrite=True (edgevla "
+                    "record --overwrite) to replace the dataset, or continue it with "
+                    "open_for_resume (edgevla record --resume)"
                 )
             if not ((root / layout.INFO_PATH).is_file() or (root / layout.STAGING_DIR).is_dir()):
                 raise FileExistsError(
                     f"{root} is not empty and does not look like a dataset (no meta/info.json); "
-                    "refusing to delete it even with overwrite=True"
+                    "refusing to delete it even with --overwrite"
                 )
             _ensure_unlocked(root)
-            remove_tree(root)
-        # Build next to root and rename it into place, so a crash here leaves no half dataset.
-        root.parent.mkdir(parents=True, exist_ok=True)
-        build = root.parent / f".{root.name}.{uuid.uuid4().hex[:8]}.creating"
-        (build / layout.STAGED_EPISODES_DIR).mkdir(parents=True)
-        (build / TMP_DIR).mkdir(parents=True)
-        edgevla_meta = {
-            "edgevla_format": EDGEVLA_FORMAT,
-            "episode_columns": dict(spec.episode_columns),
-            "task": spec.task,
-            "calibration": calibration,
-        }
-        atomic_write_json(build / layout.EDGEVLA_PATH, edgevla_meta)
-        info = layout.build_info(spec.features, spec.fps, spec.robot_type)
-        atomic_write_json(build / layout.INFO_PATH, info)
-        fsync_tree(build)
-        if root.exists():
-            root.rmdir()  # empty
-        os.replace(build, root)
-        fsync_dir(root.parent)
-        return cls(root, spec, calibration, _lock(root))
+            if os.path.ismount(root):  # a mount point cannot be renamed aside: empty it
+                for entry in list(root.iterdir()):
+                    remove_tree(entry) if entry.is_dir() else entry.unlink()
+            else:
+                remove_tree(root)
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"cannot make its parent folder ({e.strerror})", path=root) from e
+        # Build aside and rename into place, so a crash leaves no half dataset at root. An
+        # existing empty root (a mount point, a folder made by hand) cannot be renamed over
+        # from outside, so the build then happens inside it and its meta/ is moved in. Either
+        # way one rename decides a race between two writers: it fails for the second.
+        in_place = root.is_dir()
+        holder = root if in_place else root.parent
+        _remove_stale_builds(holder, root.name)
+        build = holder / f".{root.name}.{uuid.uuid4().hex[:8]}.creating"
+        lock_fd: int | None = None
+        try:
+            (build / layout.STAGING_DIR).mkdir(parents=True)
+            lock_fd = _lock(build)  # held from the start: the winner of a race holds it
+            (build / layout.STAGED_EPISODES_DIR).mkdir(parents=True)
+            (build / TMP_DIR).mkdir(parents=True)
+            edgevla_meta = {
+                "edgevla_format": EDGEVLA_FORMAT,
+                "episode_columns": dict(spec.episode_columns),
+                "task": spec.task,
+                "calibration": calibration,
+            }
+            atomic_write_json(build / layout.EDGEVLA_PATH, edgevla_meta)
+            info = layout.build_info(spec.features, spec.fps, spec.robot_type)
+            atomic_write_json(build / layout.INFO_PATH, info)
+            fsync_tree(build)
+            if in_place:
+                os.rename(build / "meta", root / "meta")  # the commit (fails if taken)
+                os.rename(build / layout.STAGING_DIR, root / layout.STAGING_DIR)
+                build.rmdir()
+            else:
+                os.rename(build, root)  # the commit: fails if root is no longer empty
+            fsync_dir(holder)
+        except BaseException as e:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            _discard(build)
+            if isinstance(e, OSError) and e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise BadInput(
+                    f"another writer{_holder_of(root)} created this dataset at the same moment "
+                    "and is recording into it; this one stopped and left it alone. Record to "
+                    "another folder, or wait for it to finish and resume",
+                    path=root,
+                ) from None
+            if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise BadInput(
+                    f"cannot create the dataset: {holder} is not writable ({e.strerror})",
+                    path=root,
+                ) from e
+            raise
+        return cls(root, spec, calibration, lock_fd)
 
     @classmethod
     def open_for_resume(cls, root: str | Path) -> tuple[LeRobotDatasetWriter, set[int]]:
@@ -302,7 +348,7 @@ class LeRobotDatasetWriter:
     def _apply_commit(self) -> None:
         """Second half of finalize (also run by resume): idempotent moves, then clean-up."""
         commit_path = self.root / layout.FINALIZE_COMMIT_PATH
-        commit = json.loads(commit_path.read_text())
+        commit = read_json(commit_path, "finalize commit")
         build = self.root / TMP_DIR / commit["build"]
         for rel in commit["files"]:
             src = build / rel
@@ -343,6 +389,7 @@ class LeRobotDatasetWriter:
                 remove_tree(leftover)
             else:
                 leftover.unlink()
+        _remove_stale_builds(self.root, self.root.name)  # a create into this folder, killed
         existing = layout.read_episodes_table(self.root)
         if existing is not None:
             self._finalized = set(existing.column("episode_index").to_pylist())
@@ -394,6 +441,56 @@ def _lock(root: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def folder_contents(root: Path) -> list[Path]:
+    """What a folder holds, not counting datasets being created in it right now."""
+    building = f".{root.name}."
+    return [
+        p
+        for p in root.iterdir()
+        if not (p.name.startswith(building) and p.name.endswith(".creating"))
+    ]
+
+
+def _holder_of(root: Path) -> str:
+    """' (pid N)' of the writer holding root's lock, or '' if it cannot be told."""
+    try:
+        pid = (root / LOCK_PATH).read_text().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid else ""
+
+
+def _discard(build: Path) -> None:
+    """Remove a build folder that will not be published (best effort: never hides the error
+    that got us here)."""
+    shutil.rmtree(build, ignore_errors=True)
+
+
+STALE_BUILD_S = 60.0
+
+
+def _remove_stale_builds(holder: Path, name: str) -> None:
+    """Delete `.<name>.<id>.creating` folders a killed writer left in `holder`: those whose
+    lock nobody holds (a live writer holds its build's lock from the start), or that never got
+    a lock file and are older than a minute."""
+    for build in holder.glob(f".{name}.*.creating"):
+        lock = build / LOCK_PATH
+        try:
+            if lock.exists():
+                fd = os.open(lock, os.O_RDWR)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a writer is building it right now
+                finally:
+                    os.close(fd)
+            elif time.time() - build.stat().st_mtime < STALE_BUILD_S:
+                continue
+        except OSError:
+            continue
+        _discard(build)
 
 
 def _ensure_unlocked(root: Path) -> None:
