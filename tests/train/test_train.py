@@ -28,11 +28,11 @@ def test_batch_indices_cover_each_epoch_once():
 
 def test_resume_equals_uninterrupted(tiny_recording, tmp_path):
     _, ds = tiny_recording
-    full = train(_cfg(ds, tmp_path / "full"), quiet=True)
+    full = train(_cfg(ds, tmp_path / "full"))
     # Interrupted: stop after the step-3 checkpoint, then resume to 6.
-    train(_cfg(ds, tmp_path / "cut", steps=3), quiet=True)
-    resumed = train(_cfg(ds, tmp_path / "cut", resume=True), quiet=True)
-    assert resumed["resumed_from"] == 3
+    train(_cfg(ds, tmp_path / "cut", steps=3))
+    resumed = train(_cfg(ds, tmp_path / "cut", resume=True))
+    assert resumed.resumed_from == 3
     a = [r["loss"] for r in read_log(tmp_path / "full") if "loss" in r]
     b = [r["loss"] for r in read_log(tmp_path / "cut") if "loss" in r]
     assert a == b and len(a) == 6
@@ -40,26 +40,24 @@ def test_resume_equals_uninterrupted(tiny_recording, tmp_path):
     wb = load_policy(list_checkpoints(tmp_path / "cut")[-1]).state_dict()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
-    assert full["final_val_loss"] is not None
+    assert full.final_val_loss is not None
 
 
 def test_time_budget_stops_with_a_checkpoint_and_counts_across_resumes(tiny_recording, tmp_path):
     """max_minutes=0 stops after the first step, and the checkpoint it leaves records the wall
     time, so a resumed run keeps counting from it and a spent budget is refused."""
     _, ds = tiny_recording
-    first = train(_cfg(ds, tmp_path / "b", max_minutes=0.0), quiet=True)
-    assert first["stopped_by_time_budget"] and first["steps"] == 1
+    first = train(_cfg(ds, tmp_path / "b", max_minutes=0.0))
+    assert first.stopped_by_time_budget and first.steps == 1
     ckpt = list_checkpoints(tmp_path / "b")[-1]
     assert ckpt.name == "step-000001" and (ckpt / "train_info.json").is_file()
     spent = torch.load(ckpt / "training_state.pt", weights_only=False)["train_wall_s"]
     assert spent > 0
     with pytest.raises(TrainingError, match="raise --max-minutes"):
-        train(_cfg(ds, tmp_path / "b", resume=True, max_minutes=spent / 60), quiet=True)
-    again = train(
-        _cfg(ds, tmp_path / "b", resume=True, max_minutes=(spent + 1e-6) / 60), quiet=True
-    )
-    assert again["resumed_from"] == 1 and again["steps"] == 2 and again["stopped_by_time_budget"]
-    assert again["total_train_wall_s"] > spent
+        train(_cfg(ds, tmp_path / "b", resume=True, max_minutes=spent / 60))
+    again = train(_cfg(ds, tmp_path / "b", resume=True, max_minutes=(spent + 1e-6) / 60))
+    assert again.resumed_from == 1 and again.steps == 2 and again.stopped_by_time_budget
+    assert again.total_train_wall_s > spent
     with pytest.raises(ValueError, match="max_minutes"):
         _cfg(ds, tmp_path / "c", max_minutes=-1.0)
 
@@ -78,9 +76,9 @@ def test_wall_time_of_an_older_checkpoint_comes_from_the_log(tmp_path):
 
 def test_existing_run_needs_resume(tiny_recording, tmp_path):
     _, ds = tiny_recording
-    train(_cfg(ds, tmp_path / "r", steps=3), quiet=True)
+    train(_cfg(ds, tmp_path / "r", steps=3))
     with pytest.raises(FileExistsError, match="--resume"):
-        train(_cfg(ds, tmp_path / "r", steps=3), quiet=True)
+        train(_cfg(ds, tmp_path / "r", steps=3))
 
 
 def test_tiny_act_overfits(tiny_recording, tmp_path):
@@ -89,8 +87,7 @@ def test_tiny_act_overfits(tiny_recording, tmp_path):
     at 5x with a frozen backbone)."""
     _, ds = tiny_recording
     train(
-        _cfg(ds, tmp_path / "o", steps=120, batch_size=4, save_freq=120, log_freq=1, augment=False),
-        quiet=True,
+        _cfg(ds, tmp_path / "o", steps=120, batch_size=4, save_freq=120, log_freq=1, augment=False)
     )
     losses = [r["l1_loss"] for r in read_log(tmp_path / "o") if "l1_loss" in r]
     first, last = np.mean(losses[:10]), np.mean(losses[-10:])
@@ -99,7 +96,7 @@ def test_tiny_act_overfits(tiny_recording, tmp_path):
 
 def test_curves_and_config_written(tiny_recording, tmp_path):
     _, ds = tiny_recording
-    train(_cfg(ds, tmp_path / "c", steps=3), quiet=True)
+    train(_cfg(ds, tmp_path / "c", steps=3))
     assert (tmp_path / "c" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "c" / "train_config.json").read_text())["policy"] == "act"
 
@@ -124,15 +121,15 @@ def test_nan_in_batch_is_refused():
 
 def test_checkpoint_of_another_policy_type_is_refused(tiny_recording, tmp_path):
     _, ds = tiny_recording
-    train(_cfg(ds, tmp_path / "t", steps=3), quiet=True)
-    with pytest.raises(ValueError, match="'act' checkpoint.*'smolvla'"):
+    train(_cfg(ds, tmp_path / "t", steps=3))
+    with pytest.raises(ValueError, match="'act' (checkpoint|policy).*'smolvla'"):
         load_policy(list_checkpoints(tmp_path / "t")[-1], expected_type="smolvla")
 
 
 def test_smolvla_trains_through_the_same_loop(tiny_recording, tmp_path):
     _, ds = tiny_recording
-    result = train(_cfg(ds, tmp_path / "s", policy="smolvla", steps=3), quiet=True)
-    assert result["final_loss"] is not None and np.isfinite(result["final_loss"])
+    result = train(_cfg(ds, tmp_path / "s", policy="smolvla", steps=3))
+    assert result.final_loss is not None and np.isfinite(result.final_loss)
     assert load_policy(list_checkpoints(tmp_path / "s")[-1], expected_type="smolvla") is not None
 
 
@@ -159,9 +156,9 @@ def test_weight_average_follows_its_formula():
 
 def test_ema_checkpoint_holds_the_average_and_resumes_bit_for_bit(tiny_recording, tmp_path):
     _, ds = tiny_recording
-    train(_cfg(ds, tmp_path / "full", ema_decay=0.9), quiet=True)
-    train(_cfg(ds, tmp_path / "cut", steps=3, ema_decay=0.9), quiet=True)
-    train(_cfg(ds, tmp_path / "cut", resume=True, ema_decay=0.9), quiet=True)
+    train(_cfg(ds, tmp_path / "full", ema_decay=0.9))
+    train(_cfg(ds, tmp_path / "cut", steps=3, ema_decay=0.9))
+    train(_cfg(ds, tmp_path / "cut", resume=True, ema_decay=0.9))
     a = [r["loss"] for r in read_log(tmp_path / "full") if "loss" in r]
     b = [r["loss"] for r in read_log(tmp_path / "cut") if "loss" in r]
     assert a == b and len(a) == 6

@@ -1,15 +1,40 @@
-"""`edgevla train` (arguments and printing still live in edgevla.train.loop; moving here)."""
+"""`edgevla train`: train a policy on recorded datasets; checkpoints, validation loss, curves."""
 
 from __future__ import annotations
 
-from edgevla.train.loop import TrainArgs as Args
-from edgevla.train.loop import run_train as _run
+from dataclasses import dataclass
+from typing import Annotated
+
+import tyro
+
+from edgevla.console import console, emit_json, err_console, progress_bar, table
+from edgevla.errors import EXIT_OK
+from edgevla.train.config import TrainConfig
+from edgevla.train.loop import TrainingInterrupted, train
+
+
+@dataclass
+class Args:
+    """Train a policy on recorded datasets; checkpoints, validation loss, curves; --resume.
+
+    Ctrl-C finishes the step under way and saves a checkpoint at it before stopping."""
+
+    config: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes]
+    json: bool = False
 
 
 def run(args: Args) -> int:
-    result = _run(args)
-    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
-    return int(code or 0)
-
-
-__all__ = ["Args", "run"]
+    try:
+        with progress_bar(args.json) as report:
+            result = train(args.config, progress=report)
+    except TrainingInterrupted as stop:
+        err_console.print(f"edgevla train: {stop}")
+        raise
+    for note in result.notes:
+        err_console.print(f"note: {note}")
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        rows = [(k, v) for k, v in result.to_dict().items() if k != "notes"]
+        console.print(table("edgevla train", ["", "value"], rows))
+    return EXIT_OK

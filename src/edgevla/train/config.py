@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from edgevla.errors import BadInput
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -44,16 +46,41 @@ class TrainConfig:
     """policy config overrides, KEY=VALUE (JSON values), e.g. chunk_size=50"""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.save_freq < 1 or self.log_freq < 1:
-            raise ValueError("steps, batch_size, save_freq and log_freq must be >= 1")
+        for flag in ("steps", "batch_size", "save_freq", "log_freq"):
+            if getattr(self, flag) < 1:
+                raise BadInput(
+                    f"{flag}={getattr(self, flag)}: steps, batch_size, save_freq and log_freq "
+                    "must be >= 1",
+                    field=_flag(flag),
+                )
+        if not self.dataset:
+            raise BadInput("give at least one dataset folder", field="--dataset")
         if self.grad_clip_norm <= 0:
-            raise ValueError(f"grad_clip_norm={self.grad_clip_norm} must be > 0")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError(f"ema_decay={self.ema_decay} must be in (0, 1), e.g. 0.999")
-        if self.max_minutes is not None and not (0 <= self.max_minutes < float("inf")):
-            raise ValueError(
-                f"max_minutes={self.max_minutes} must be a finite number >= 0 (or omitted)"
+            raise BadInput(
+                f"grad_clip_norm={self.grad_clip_norm} must be > 0", field="--grad-clip-norm"
             )
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise BadInput(
+                f"ema_decay={self.ema_decay} must be in (0, 1), e.g. 0.999", field="--ema-decay"
+            )
+        if self.max_minutes is not None and not (0 <= self.max_minutes < float("inf")):
+            raise BadInput(
+                f"max_minutes={self.max_minutes} must be a finite number >= 0 (or omitted)",
+                field="--max-minutes",
+            )
+        if self.threads is not None and self.threads < 1:
+            raise BadInput(f"threads={self.threads} must be >= 1 (or omitted)", field="--threads")
+        if self.val_batches < 1:
+            raise BadInput(f"val_batches={self.val_batches} must be >= 1", field="--val-batches")
+        if self.lr is not None and not self.lr > 0:
+            raise BadInput(f"lr={self.lr} must be > 0 (or omitted)", field="--lr")
         for o in self.overrides:
             if "=" not in o:
-                raise ValueError(f"override {o!r} must look like KEY=VALUE, e.g. chunk_size=50")
+                raise BadInput(
+                    f"override {o!r} must look like KEY=VALUE, e.g. chunk_size=50",
+                    field="--overrides",
+                )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

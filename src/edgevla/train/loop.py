@@ -17,81 +17,51 @@ as a run that was never interrupted.
 The model step (`train_step`) takes the policy, optimizer and batch and touches no global
 state besides torch's RNG, so DDP or Accelerate can wrap it: give each rank its own slice of
 batch_indices and wrap the policy in DistributedDataParallel (see the README).
+
+A checkpoint is published whole or not at all (train/run_folder.py), so a kill at any point
+leaves the last complete one to --resume from. Ctrl-C finishes the step under way, saves a
+checkpoint at it and raises TrainingInterrupted (a KeyboardInterrupt: exit status 130).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import shutil
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import torch
-import tyro
-from edgevla_runtime.features import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY
+from edgevla_runtime.features import ACTION_KEY, STATE_KEY
 
-from edgevla.console import console, emit_json, progress, table
 from edgevla.dataset.frame_cache import FrameCache
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.dataset.torch_dataset import ActionChunkDataset
+from edgevla.errors import BadInput
+from edgevla.jsonio import write_json_atomic
 from edgevla.policies.checkpoint import TRAIN_INFO_FILE
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import policy_class
+from edgevla.progress import ProgressEvent, ProgressFn, no_progress
+from edgevla.train import run_folder
+from edgevla.train.batches import augment, batch_indices, collate
 from edgevla.train.config import TrainConfig
 from edgevla.train.ema import WeightAverage
+from edgevla.train.plots import plot_curves
 from edgevla.train.recipes import load_pretrained_parts, make_optimizer, policy_config
+from edgevla.train.run_folder import STATE_FILE, pause_point, read_log
 
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "training_state.pt"
-LOG_FILE = "log.jsonl"
+__all__ = [
+    "TrainResult", "TrainingError", "TrainingInterrupted", "train", "train_step",
+    "save_training_state", "batch_indices", "collate", "augment", "read_log", "list_checkpoints",
+]  # fmt: skip
 
 
 class TrainingError(RuntimeError):
     """Bad data or a diverged run; the message says what and where."""
-
-
-def batch_indices(seed: int, step: int, batch_size: int, n: int) -> np.ndarray:
-    """Sample indices of batch `step`: epochs are seeded permutations, concatenated."""
-    start = step * batch_size
-    out = []
-    while len(out) < batch_size:
-        epoch, offset = divmod(start + len(out), n)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        take = min(batch_size - len(out), n - offset)
-        out.extend(perm[offset : offset + take])
-    return np.asarray(out)
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; other values (the task strings a VLA tokenizes) become lists."""
-    return {
-        k: torch.stack([s[k] for s in samples])
-        if isinstance(v, torch.Tensor)
-        else [s[k] for s in samples]
-        for k, v in samples[0].items()
-    }
-
-
-def augment(batch: dict[str, torch.Tensor], generator: torch.Generator, max_shift: int = 4) -> None:
-    """In place: per-image random shift (replicate padding) and brightness/contrast jitter."""
-    for key in [k for k in batch if k.startswith(IMAGE_KEY_PREFIX)]:
-        x = batch[key]  # (B, 3, H, W) in [0, 1]
-        b, _, h, w = x.shape
-        padded = torch.nn.functional.pad(x, (max_shift,) * 4, mode="replicate")
-        dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
-        dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
-        shifted = torch.stack(
-            [padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)]
-        )
-        brightness = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.3
-        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.3
-        mean = shifted.mean(dim=(1, 2, 3), keepdim=True)
-        batch[key] = ((shifted - mean) * contrast + mean * brightness).clamp_(0, 1)
 
 
 def check_finite(batch: dict[str, torch.Tensor], where: str) -> None:
@@ -141,20 +111,50 @@ def validation_loss(
     return total / max(1, count)
 
 
-def checkpoint_dir(out: Path, step: int) -> Path:
-    return out / CHECKPOINTS / f"step-{step:06d}"
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the step under way was finished and saved as `checkpoint`
+    (None when no step had been done)."""
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        saved = f"saved {checkpoint}; continue with --resume" if checkpoint else "nothing to save"
+        super().__init__(f"stopped at step {step}; {saved}")
+        self.step = step
+        self.checkpoint = checkpoint
 
 
-def list_checkpoints(out: Path) -> list[Path]:
-    root = Path(out) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return sorted(
-        p for p in root.iterdir() if p.name.startswith("step-") and (p / STATE_FILE).is_file()
-    )
+@dataclass
+class TrainResult:
+    """What a training session did. `notes`: things a person should know (a half-written
+    checkpoint that was removed, a torn log line that was dropped)."""
+
+    out: str
+    policy: str
+    preset: str
+    parameters: int
+    steps: int
+    resumed_from: int
+    wall_s: float
+    total_train_wall_s: float
+    stopped_by_time_budget: bool
+    steps_per_s: float
+    final_loss: float | None
+    final_val_loss: float | None
+    checkpoints: list[str]
+    train_samples: int
+    val_samples: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def save_checkpoint(
+def list_checkpoints(out: str | Path) -> list[Path]:
+    """The run's complete checkpoint folders, oldest first (run_folder.list_checkpoints gives
+    (step, folder) pairs and notes what it skipped)."""
+    return [p for _, p in run_folder.list_checkpoints(out)]
+
+
+def save_training_state(
     out: Path,
     step: int,
     policy,
@@ -164,31 +164,31 @@ def save_checkpoint(
     extra: dict[str, Any],
     train_info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the checkpoint to a temporary folder and rename it: a kill never leaves half a one.
-
-    train_info (dataset fps, datasets, seed...) goes to train_info.json beside the weights, so
-    evaluation and deployment run the policy at the rate it learned."""
-    final = checkpoint_dir(out, step)
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp, stats)
-    if train_info is not None:
-        (tmp / TRAIN_INFO_FILE).write_text(json.dumps({**train_info, "step": step}, indent=1))
-    torch.save(
-        {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
-            **extra,
-        },
-        tmp / STATE_FILE,
-    )
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
+    """Publish the checkpoint of `step`: the policy folder (what eval runs), train_info.json
+    (dataset fps, datasets, seed...: evaluation and deployment run the policy at the rate it
+    learned) and training_state.pt (step, optimizer, scheduler, RNG states, `extra`).
+    Written aside and renamed (run_folder.write_checkpoint): a kill never leaves half a one."""
+    with run_folder.write_checkpoint(out, step) as tmp:
+        policy.save_pretrained(tmp, stats)
+        pause_point("model")
+        if train_info is not None:
+            write_json_atomic(tmp / TRAIN_INFO_FILE, {**train_info, "step": step}, indent=1)
+        with open(tmp / STATE_FILE, "wb") as f:
+            pause_point("state_open")
+            torch.save(
+                {
+                    "step": step,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": np.random.get_state(),
+                    "python_rng": random.getstate(),
+                    **extra,
+                },
+                f,
+            )
+        pause_point("state")
+    return run_folder.checkpoint_dir(out, step)
 
 
 def _wall_time_so_far(out: Path, state: dict[str, Any], step: int) -> float:
@@ -198,59 +198,6 @@ def _wall_time_so_far(out: Path, state: dict[str, Any], step: int) -> float:
         return float(state["train_wall_s"])
     logged = [r["wall_s"] for r in read_log(out) if "wall_s" in r and r.get("step", 0) <= step]
     return float(logged[-1]) if logged else 0.0
-
-
-def _append_log(out: Path, record: dict[str, Any]) -> None:
-    with open(out / LOG_FILE, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def read_log(out: Path) -> list[dict[str, Any]]:
-    path = Path(out) / LOG_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _truncate_log(out: Path, step: int) -> None:
-    kept = [r for r in read_log(out) if r.get("step", 0) <= step]
-    (out / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-
-def plot_curves(out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    log = read_log(out)
-    train = [r for r in log if "loss" in r]
-    val = [r for r in log if "val_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if train:
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", lw=1)
-        if "l1_loss" in train[0]:
-            ax.plot(
-                [r["step"] for r in train], [r["l1_loss"] for r in train], label="train L1", lw=1
-            )
-    if val:
-        ax.plot(
-            [r["step"] for r in val],
-            [r["val_loss"] for r in val],
-            "o-",
-            label="validation loss (held-out cluster)",
-        )
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(f"training curves: {out}")
-    fig.tight_layout()
-    path = out / "curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _check_features(policy_cfg, dataset: ActionChunkDataset) -> None:
@@ -263,16 +210,47 @@ def _check_features(policy_cfg, dataset: ActionChunkDataset) -> None:
         )
 
 
-def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
-    """Train (or resume) and return a summary. Checkpoints land in cfg.out/checkpoints/."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+# --- the steps of `train` ---
+
+
+@dataclass
+class _Data:
+    fps: int
+    policy_cfg: Any
+    train: ActionChunkDataset
+    val: ActionChunkDataset | None
+
+
+@dataclass
+class _Model:
+    policy: torch.nn.Module
+    normalizer: Normalizer
+    optimizer: Any
+    scheduler: Any
+    stats: Any
+    ema: WeightAverage | None = None
+
+    @property
+    def saved(self) -> torch.nn.Module:
+        """What a checkpoint holds and evaluation runs: the average when there is one."""
+        return self.ema.model if self.ema is not None else self.policy
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """Refuse what can be refused before anything loads (the messages name the flag)."""
+    for path in cfg.dataset:
+        if not Path(path).is_dir():
+            raise BadInput(
+                "dataset folder not found; record one with `edgevla record`", path=path,
+                field="--dataset",
+            )  # fmt: skip
     out = Path(cfg.out)
-    existing = list_checkpoints(out)
-    if existing and not cfg.resume:
-        raise FileExistsError(
-            f"{out} already has checkpoints ({existing[-1].name}); pass --resume to continue, or another --out"
-        )
+    if out.exists() and not out.is_dir():
+        raise BadInput("is a file; --out must be a run folder", path=out, field="--out")
+
+
+def load_data(cfg: TrainConfig) -> _Data:
+    """Readers, the policy config they imply, and the train / held-out (val) sample sets."""
     readers = [LeRobotDatasetReader(p) for p in cfg.dataset]
     rates = sorted({r.fps for r in readers})
     if len(rates) > 1:
@@ -292,152 +270,243 @@ def train(cfg: TrainConfig, quiet: bool = False) -> dict[str, Any]:
         else None
     )
     _check_features(pcfg, train_ds)
-    stats = train_ds.stats
+    return _Data(rates[0], pcfg, train_ds, val_ds)
 
+
+def build_model(cfg: TrainConfig, data: _Data) -> _Model:
+    """Seed every RNG, then the policy, its normaliser, optimizer and schedule."""
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)
-    policy = policy_class(cfg.policy)(pcfg)
-    normalizer = Normalizer(stats, pcfg.normalization_modes())
-    optimizer, scheduler = make_optimizer(policy, pcfg, cfg)
-    start = 0
-    wall_before = 0.0  # training wall time of earlier sessions of this run (resumes)
-    ema = None
-    if cfg.resume and existing:
-        last = existing[-1]
-        state = torch.load(last / STATE_FILE, weights_only=False)
-        loaded = policy_class(cfg.policy).from_pretrained(last)
-        # With an EMA the checkpoint's model is the average; the raw weights are in the state.
-        policy.load_state_dict(state.get("raw_model") or loaded.state_dict())
-        if cfg.ema_decay is not None:
-            ema = WeightAverage(policy, cfg.ema_decay, updates=int(state.get("ema_updates", 0)))
-            if "raw_model" in state:
-                ema.model.load_state_dict(loaded.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        start = int(state["step"])
-        wall_before = _wall_time_so_far(out, state, start)
-        _truncate_log(out, start)
-    else:
-        load_pretrained_parts(policy, pcfg)
-        if cfg.ema_decay is not None:
-            ema = WeightAverage(policy, cfg.ema_decay)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / LOG_FILE).write_text("")
-        (out / "train_config.json").write_text(
-            json.dumps(
-                {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
-                indent=1,
-                default=str,
-            )
+    stats = data.train.stats
+    policy = policy_class(cfg.policy)(data.policy_cfg)
+    normalizer = Normalizer(stats, data.policy_cfg.normalization_modes())
+    optimizer, scheduler = make_optimizer(policy, data.policy_cfg, cfg)
+    return _Model(policy, normalizer, optimizer, scheduler, stats)
+
+
+def start_fresh(cfg: TrainConfig, data: _Data, model: _Model, lock: run_folder.RunLock) -> None:
+    """Pre-trained parts in, the average started, the run folder made with an empty log."""
+    load_pretrained_parts(model.policy, data.policy_cfg)
+    if cfg.ema_decay is not None:
+        model.ema = WeightAverage(model.policy, cfg.ema_decay)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
+    run_folder.log_path(out).write_text("")
+    write_json_atomic(out / run_folder.CONFIG_FILE, asdict(cfg), indent=1)
+
+
+def resume_from(
+    cfg: TrainConfig, folder: Path, model: _Model, notes: list[str]
+) -> tuple[int, float]:
+    """Load the checkpoint's weights, optimizer, schedule and RNG states; cut the log back to
+    its step. Returns (its step, training wall time up to it)."""
+    try:
+        state = torch.load(folder / STATE_FILE, weights_only=False)
+    except Exception as e:  # an unreadable pickle raises any of several types
+        raise TrainingError(
+            f"{folder / STATE_FILE} cannot be read ({type(e).__name__}: {e}); move the folder "
+            "away to resume from the checkpoint before it"
+        ) from e
+    loaded = policy_class(cfg.policy).from_pretrained(folder)
+    # With an EMA the checkpoint's model is the average; the raw weights are in the state.
+    model.policy.load_state_dict(state.get("raw_model") or loaded.state_dict())
+    if cfg.ema_decay is not None:
+        model.ema = WeightAverage(
+            model.policy, cfg.ema_decay, updates=int(state.get("ema_updates", 0))
         )
-    policy.train()
-    n_params = sum(p.numel() for p in policy.parameters())
+        if "raw_model" in state:
+            model.ema.model.load_state_dict(loaded.state_dict())
+    model.optimizer.load_state_dict(state["optimizer"])
+    model.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    start = int(state["step"])
+    out = Path(cfg.out)
+    wall_before = _wall_time_so_far(out, state, start)
+    run_folder.truncate_log(out, start, notes.append)
+    return start, wall_before
+
+
+def check_time_left(cfg: TrainConfig, start: int, wall_before: float) -> None:
+    if cfg.max_minutes is None or not start or start >= cfg.steps:
+        return
+    if wall_before >= cfg.max_minutes * 60:
+        raise TrainingError(
+            f"{cfg.out} has already trained {wall_before / 60:.1f} min (step {start}), the whole "
+            f"--max-minutes {cfg.max_minutes:g}; raise --max-minutes to continue"
+        )
+
+
+def one_step(cfg: TrainConfig, data: _Data, model: _Model, step: int) -> dict[str, float]:
+    """Batch `step` (deterministic in seed and step), augmented, one optimizer step, the EMA."""
+    idx = batch_indices(cfg.seed, step, cfg.batch_size, len(data.train))
+    batch = collate([data.train[int(i)] for i in idx])
+    check_finite(batch, f"step {step}, samples {idx.tolist()}")
+    if cfg.augment:
+        augment(batch, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+    metrics = train_step(
+        model.policy, model.normalizer, model.optimizer, model.scheduler, batch, cfg.grad_clip_norm
+    )
+    if model.ema is not None:
+        model.ema.update(model.policy)
+    return metrics
+
+
+def save(cfg: TrainConfig, data: _Data, model: _Model, step: int, wall_s: float, val_loss) -> Path:
+    extra: dict[str, Any] = {"val_loss": val_loss, "train_wall_s": wall_s}
+    if model.ema is not None:
+        extra |= {"raw_model": model.policy.state_dict(), "ema_updates": model.ema.updates}
+    info = {
+        "policy": cfg.policy,
+        "preset": cfg.preset,
+        "fps": data.fps,
+        "datasets": [str(p) for p in cfg.dataset],
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "ema_decay": cfg.ema_decay,
+        "train_wall_s": wall_s,
+    }
+    return save_training_state(
+        Path(cfg.out), step, model.saved, model.stats, model.optimizer, model.scheduler, extra, info
+    )
+
+
+class _CtrlC:
+    """While inside: the first Ctrl-C only sets `requested` (the loop finishes its step, saves
+    and stops); a second one interrupts at once. Outside the main thread it does nothing."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._installed = False
+        self._previous: Any = None
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            if self._previous is not signal.SIG_IGN:  # started with Ctrl-C ignored: keep it so
+                signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            previous = self._previous
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> TrainResult:
+    """Train (or with cfg.resume, continue) a policy; checkpoints land in cfg.out/checkpoints/.
+
+    Raises TrainingInterrupted (a KeyboardInterrupt) after saving, when Ctrl-C stops it."""
+    check_inputs(cfg)
+    report = progress or no_progress
+    notes: list[str] = []
+    out = Path(cfg.out)
+    lock = run_folder.RunLock(out)
+    try:
+        if out.is_dir():
+            lock.acquire()
+            run_folder.remove_partial(out, notes.append)
+        existing = run_folder.list_checkpoints(out, notes.append, clean=False)
+        if existing and not cfg.resume:
+            raise FileExistsError(
+                f"{out} already has checkpoints ({existing[-1][1].name}); pass --resume to "
+                "continue, or another --out"
+            )
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        data = load_data(cfg)
+        model = build_model(cfg, data)
+        if cfg.resume and existing:
+            start, wall_before = resume_from(cfg, existing[-1][1], model, notes)
+        else:
+            start, wall_before = 0, 0.0
+            start_fresh(cfg, data, model, lock)
+        check_time_left(cfg, start, wall_before)
+        result = _steps(cfg, data, model, start, wall_before, report)
+    finally:
+        lock.release()
+    result.notes = notes + result.notes
+    return result
+
+
+def _steps(
+    cfg: TrainConfig, data: _Data, model: _Model, start: int, wall_before: float, report
+) -> TrainResult:
+    """Steps start..cfg.steps with logging, checkpoints, the time budget and Ctrl-C."""
+    out = Path(cfg.out)
+    task = f"train {cfg.policy}"
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     t_start = time.perf_counter()
     last_metrics: dict[str, float] = {}
     val_loss = None
-    budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
-    stopped_early = False
-    done = start
-    if budget_s is not None and start and start < cfg.steps and wall_before >= budget_s:
-        raise TrainingError(
-            f"{out} has already trained {wall_before / 60:.1f} min (step {start}), the whole "
-            f"--max-minutes {cfg.max_minutes:g}; raise --max-minutes to continue"
-        )
-    with progress(quiet) as bar:
-        task = bar.add_task(f"train {cfg.policy}", total=cfg.steps, completed=start, status="")
+    done, saved_at, stopped_early = start, None, False
+    model.policy.train()
+    report(ProgressEvent(task, start, cfg.steps))
+    with _CtrlC() as ctrl_c:
         for step in range(start, cfg.steps):
-            idx = batch_indices(cfg.seed, step, cfg.batch_size, len(train_ds))
-            batch = collate([train_ds[int(i)] for i in idx])
-            check_finite(batch, f"step {step}, samples {idx.tolist()}")
-            if cfg.augment:
-                augment(batch, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
-            metrics = train_step(
-                policy, normalizer, optimizer, scheduler, batch, cfg.grad_clip_norm
-            )
-            if ema is not None:
-                ema.update(policy)
+            if ctrl_c.requested:
+                break
+            metrics = one_step(cfg, data, model, step)
             done = step + 1
             elapsed = time.perf_counter() - t_start
             rate = (done - start) / elapsed
             out_of_time = budget_s is not None and wall_before + elapsed >= budget_s
             last_step = done == cfg.steps or out_of_time
             if done % cfg.log_freq == 0 or last_step:
-                _append_log(
+                run_folder.append_log(
                     out,
                     {"step": done, **metrics, "steps_per_s": rate, "wall_s": wall_before + elapsed},
                 )
             last_metrics = metrics
-            bar.update(task, advance=1, status=f"loss {metrics['loss']:.4f} | {rate:.2f} it/s")
+            status = f"loss {metrics['loss']:.4f} | {rate:.2f} it/s"
+            report(ProgressEvent(task, done, cfg.steps, status))
             if done % cfg.save_freq == 0 or last_step:
-                saved = ema.model if ema is not None else policy  # what evaluation will run
-                if val_ds is not None:
+                if data.val is not None:
                     val_loss = validation_loss(
-                        saved, normalizer, val_ds, cfg.val_batches, cfg.batch_size
+                        model.saved, model.normalizer, data.val, cfg.val_batches, cfg.batch_size
                     )
-                    _append_log(out, {"step": done, "val_loss": val_loss})
+                    run_folder.append_log(out, {"step": done, "val_loss": val_loss})
                 elapsed = time.perf_counter() - t_start  # validation counts as training time
-                extra = {"val_loss": val_loss, "train_wall_s": wall_before + elapsed}
-                if ema is not None:
-                    extra |= {"raw_model": policy.state_dict(), "ema_updates": ema.updates}
-                save_checkpoint(
-                    out,
-                    done,
-                    saved,
-                    stats,
-                    optimizer,
-                    scheduler,
-                    extra,
-                    {
-                        "policy": cfg.policy,
-                        "preset": cfg.preset,
-                        "fps": rates[0],
-                        "datasets": [str(p) for p in cfg.dataset],
-                        "seed": cfg.seed,
-                        "batch_size": cfg.batch_size,
-                        "ema_decay": cfg.ema_decay,
-                        "train_wall_s": wall_before + elapsed,
-                    },
-                )
+                save(cfg, data, model, done, wall_before + elapsed, val_loss)
+                saved_at = done
                 plot_curves(out)
             if out_of_time:
                 stopped_early = done < cfg.steps
                 break
+        if ctrl_c.requested:
+            # No validation here: it would draw from torch's RNG (SmolVLA's noise) and the
+            # resumed run would no longer match an uninterrupted one.
+            wall = wall_before + time.perf_counter() - t_start
+            if saved_at == done or (done == start and start > 0):
+                path = run_folder.checkpoint_dir(out, done)  # saved already
+            elif done > 0:
+                path = save(cfg, data, model, done, wall, None)
+            else:
+                path = None
+            raise TrainingInterrupted(done, path)
     wall = time.perf_counter() - t_start
-    return {
-        "out": str(out),
-        "policy": cfg.policy,
-        "preset": cfg.preset,
-        "parameters": n_params,
-        "steps": done,
-        "resumed_from": start,
-        "wall_s": wall,
-        "total_train_wall_s": wall_before + wall,
-        "stopped_by_time_budget": stopped_early,
-        "steps_per_s": (done - start) / wall if wall > 0 else 0.0,
-        "final_loss": last_metrics.get("loss"),
-        "final_val_loss": val_loss,
-        "checkpoints": [p.name for p in list_checkpoints(out)],
-        "train_samples": len(train_ds),
-        "val_samples": len(val_ds) if val_ds is not None else 0,
-    }
-
-
-@dataclass
-class TrainArgs:
-    """Train a policy on recorded datasets; checkpoints, validation loss, curves; --resume."""
-
-    config: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes]
-    json: bool = False
-
-
-def run_train(args: TrainArgs) -> dict[str, Any]:
-    result = train(args.config, quiet=args.json)
-    if args.json:
-        emit_json(result)
-    else:
-        console.print(table("edgevla train", ["", "value"], [(k, v) for k, v in result.items()]))
-    return result
+    return TrainResult(
+        out=str(out),
+        policy=cfg.policy,
+        preset=cfg.preset,
+        parameters=sum(p.numel() for p in model.policy.parameters()),
+        steps=done,
+        resumed_from=start,
+        wall_s=wall,
+        total_train_wall_s=wall_before + wall,
+        stopped_by_time_budget=stopped_early,
+        steps_per_s=(done - start) / wall if wall > 0 else 0.0,
+        final_loss=last_metrics.get("loss"),
+        final_val_loss=val_loss,
+        checkpoints=[p.name for _, p in run_folder.list_checkpoints(out, clean=False)],
+        train_samples=len(data.train),
+        val_samples=len(data.val) if data.val is not None else 0,
+    )

@@ -8,7 +8,7 @@ the dataset's and teach the trunk to see them first:
 
     scene   = one of the dataset's own arm poses (train split), the bag on the table anywhere in
               the workspace outside the held-out cluster (70%), held at the tool (15%) or in the
-              mug (15%), any yaw; posed with MuJoCo, not simulated (about 3 ms for 3 cameras)
+              mug (15%), any yaw; posed and rendered by edgevla.sim.scenes
     labels  = LABEL_NAMES: bag position and yaw (as sin/cos of 2*yaw: the bag is symmetric under
               a half turn), tool position, bag relative to the tool, joint angles
     model   = the policy's vision encoder on every camera, each feature location reduced to 32
@@ -35,31 +35,31 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-import tyro
 from edgevla_runtime.features import MOTOR_NAMES, image_key
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from edgevla.console import console, emit_json, progress, table
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
+from edgevla.errors import BadInput
+from edgevla.jsonio import write_json_atomic
 from edgevla.policies.common.normalize import Normalizer, load_stats
-from edgevla.sim.kinematics import forward_tcp
-from edgevla.sim.scene import BAG_HALF_SIZE, MUG_HEIGHT, MUG_INNER_RADIUS, MUG_POS, SceneConfig
+from edgevla.policies.common.schedules import warmup_cosine
+from edgevla.progress import ProgressEvent, ProgressFn, no_progress
+from edgevla.sim.scene import SceneConfig
+from edgevla.sim.scenes import LABEL_NAMES, SceneSource, render_scenes
+from edgevla.train.batches import augment
+from edgevla.train.config import TrainConfig
+from edgevla.train.plots import plot_pretraining
+from edgevla.train.recipes import policy_config
 
-LABEL_NAMES = (
-    "bag_x", "bag_y", "bag_z", "bag_sin2yaw", "bag_cos2yaw",
-    "tcp_x", "tcp_y", "tcp_z", "bag_rel_x", "bag_rel_y", "bag_rel_z",
-    *(f"{m}_rad" for m in MOTOR_NAMES),
-)  # fmt: skip
 BACKBONE_FILE = "backbone.safetensors"  # ACT: torchvision layout
 VISION_FILE = "vision.safetensors"  # SmolVLA: the policy's own parameter names
 INFO_FILE = "pretrain_info.json"
 LOG_FILE = "log.jsonl"
-BAG_KINDS = ("table", "held", "mug")
-BAG_KIND_P = (0.70, 0.15, 0.15)
 
 
 @dataclass(frozen=True)
@@ -91,112 +91,90 @@ class PretrainConfig:
     """torch intra-op threads (default: all cores)"""
 
     def __post_init__(self) -> None:
-        if self.scenes < 2 * self.batch_size or self.val_scenes < 1 or self.batch_size < 2:
-            raise ValueError(
-                f"need scenes >= 2 * batch_size and val_scenes >= 1, batch_size >= 2; got "
-                f"scenes={self.scenes}, val_scenes={self.val_scenes}, batch_size={self.batch_size}"
+        if self.batch_size < 2:
+            raise BadInput(f"batch_size={self.batch_size} must be >= 2", field="--batch-size")
+        if self.scenes < 2 * self.batch_size:
+            raise BadInput(
+                f"scenes={self.scenes} must be >= 2 * batch_size ({2 * self.batch_size})",
+                field="--scenes",
             )
-        if self.log_freq < 1 or self.val_freq < 1:
-            raise ValueError("log_freq and val_freq must be >= 1")
-        if self.epochs < 1 or self.lr <= 0:
-            raise ValueError(f"epochs ({self.epochs}) must be >= 1 and lr ({self.lr}) > 0")
+        if self.val_scenes < 1:
+            raise BadInput(f"val_scenes={self.val_scenes} must be >= 1", field="--val-scenes")
+        for flag in ("log_freq", "val_freq", "epochs"):
+            if getattr(self, flag) < 1:
+                raise BadInput(
+                    f"{flag}={getattr(self, flag)} must be >= 1",
+                    field="--" + flag.replace("_", "-"),
+                )
+        if self.lr <= 0:
+            raise BadInput(f"lr={self.lr} must be > 0", field="--lr")
         if self.max_minutes is not None and not 0 < self.max_minutes < math.inf:
-            raise ValueError(f"max_minutes={self.max_minutes} must be a positive number")
-
-
-@dataclass(frozen=True)
-class SceneSource:
-    """What a dataset tells the scene sampler: arm poses (N, 6) from its train split, the bag
-    starts of its held-out split (M, 2), how far from them a bag may not go, and its cameras."""
-
-    arm_poses: np.ndarray
-    held_out_xy: np.ndarray
-    held_out_radius: float
-    scene: SceneConfig
-
-    @classmethod
-    def from_dataset(cls, root: Path) -> SceneSource:
-        reader = LeRobotDatasetReader(root)
-        episodes = reader.episodes
-        train = [e for e in episodes if e.get("split", "train") == "train"]
-        if not train:
-            raise ValueError(f"{root} has no train-split episodes to take arm poses from")
-        poses = np.concatenate([reader.frames(e["episode_index"]).state for e in train])
-        val = [e for e in episodes if e.get("split") == "val"]
-        if any(e.get("start_pose") is None for e in val):
-            raise ValueError(
-                f"{root}: held-out episodes lack start_pose, so the held-out cluster cannot be "
-                "kept out of the pre-training scenes; record the dataset with edgevla record"
+            raise BadInput(
+                f"max_minutes={self.max_minutes} must be a positive number", field="--max-minutes"
             )
-        held_out = [e["start_pose"][:2] for e in val]
-        calibration = reader.calibration or {}
-        radius = float(calibration.get("plan_config", {}).get("cluster_size_m", 0.1))
-        h, w = reader.image_hw
-        scene = SceneConfig(
-            image_height=h,
-            image_width=w,
-            fps=int(reader.info["fps"]),
-            cameras=tuple(reader.cameras),
+        if self.threads is not None and self.threads < 1:
+            raise BadInput(f"threads={self.threads} must be >= 1 (or omitted)", field="--threads")
+        for o in self.overrides:
+            if "=" not in o:
+                raise BadInput(
+                    f"override {o!r} must look like KEY=VALUE, e.g. chunk_size=50",
+                    field="--overrides",
+                )
+
+
+@dataclass
+class PretrainResult:
+    """What a pre-training did; `use_with` is the `edgevla train` line that loads the weights."""
+
+    out: str
+    weights: str
+    policy: str
+    preset: str
+    dataset: str
+    scenes: int
+    val_scenes: int
+    steps: int
+    epochs_seen: float
+    render_s: float
+    wall_s: float
+    final_val_loss: float
+    bag_xy_error_cm: float
+    tcp_error_cm: float
+    bag_rel_error_cm: float
+    joint_error_deg: float
+    use_with: str
+    figure: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def scene_source(root: Path) -> SceneSource:
+    """The scene sampler's input read from a dataset: arm poses of its train split, bag starts
+    of its held-out split, the held-out cluster's radius, its cameras, image size and rate."""
+    reader = LeRobotDatasetReader(root)
+    episodes = reader.episodes
+    train = [e for e in episodes if e.get("split", "train") == "train"]
+    if not train:
+        raise BadInput("has no train-split episodes to take arm poses from", path=root)
+    poses = np.concatenate([reader.frames(e["episode_index"]).state for e in train])
+    val = [e for e in episodes if e.get("split") == "val"]
+    if any(e.get("start_pose") is None for e in val):
+        raise BadInput(
+            "held-out episodes lack start_pose, so the held-out cluster cannot be kept out of "
+            "the pre-training scenes; record the dataset with edgevla record",
+            path=root,
         )
-        return cls(
-            poses.astype(np.float64), np.asarray(held_out, float).reshape(-1, 2), radius, scene
-        )
-
-
-def sample_scene(
-    rng: np.random.Generator, source: SceneSource
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """(q_arm (6,), bag_pos (3,), bag_yaw) of one random scene (module docstring)."""
-    q = source.arm_poses[rng.integers(len(source.arm_poses))].copy()
-    yaw = float(rng.uniform(0.0, math.pi))
-    kind = BAG_KINDS[rng.choice(len(BAG_KINDS), p=BAG_KIND_P)]
-    if kind == "held":
-        bag = forward_tcp(q) + rng.normal(0.0, 0.005, 3)
-    elif kind == "mug":
-        r = MUG_INNER_RADIUS * 0.5 * math.sqrt(rng.uniform())
-        a = rng.uniform(0.0, 2 * math.pi)
-        z = rng.uniform(BAG_HALF_SIZE[2] + 0.005, MUG_HEIGHT * 0.6)
-        bag = np.array([MUG_POS[0] + r * math.cos(a), MUG_POS[1] + r * math.sin(a), z])
-    else:
-        while True:
-            xy = source.scene.workspace.sample(rng)
-            far = np.hypot(*(source.held_out_xy - xy).T) >= source.held_out_radius
-            if far.all():
-                break
-        bag = np.array([xy[0], xy[1], BAG_HALF_SIZE[2] + 0.0005])
-    return q, bag, yaw
-
-
-def render_scenes(
-    source: SceneSource, n: int, seed: int, quiet: bool = False
-) -> tuple[Tensor, np.ndarray]:
-    """n scenes -> images uint8 (n, K, 3, H, W) in the source's camera order, labels (n, L)."""
-    from edgevla.sim.env import TeaBagMugEnv
-
-    rng = np.random.default_rng(seed)
-    env = TeaBagMugEnv(source.scene)
-    cams = source.scene.cameras
-    h, w = source.scene.image_height, source.scene.image_width
-    images = torch.empty((n, len(cams), 3, h, w), dtype=torch.uint8)
-    labels = np.empty((n, len(LABEL_NAMES)), dtype=np.float32)
-    try:
-        with progress(quiet) as bar:
-            task = bar.add_task("render scenes", total=n, status="")
-            for i in range(n):
-                q, bag, yaw = sample_scene(rng, source)
-                obs = env.pose_scene(q, bag, yaw)
-                for k, cam in enumerate(cams):
-                    images[i, k] = torch.from_numpy(obs[image_key(cam)]).permute(2, 0, 1)
-                truth = env.privileged_state()
-                tcp, bag_pos = truth["tcp_pos"], truth["bag_pos"]
-                labels[i] = np.concatenate(
-                    [bag_pos, [math.sin(2 * yaw), math.cos(2 * yaw)], tcp, bag_pos - tcp,
-                     truth["joint_pos"]]
-                )  # fmt: skip
-                bar.update(task, advance=1)
-    finally:
-        env.close()
-    return images, labels
+    held_out = [e["start_pose"][:2] for e in val]
+    calibration = reader.calibration or {}
+    radius = float(calibration.get("plan_config", {}).get("cluster_size_m", 0.1))
+    h, w = reader.image_hw
+    scene = SceneConfig(
+        image_height=h, image_width=w, fps=int(reader.info["fps"]), cameras=tuple(reader.cameras)
+    )
+    return SceneSource(
+        poses.astype(np.float64), np.asarray(held_out, float).reshape(-1, 2), radius, scene
+    )
 
 
 class _VisionTokens(nn.Module):
@@ -274,8 +252,6 @@ def _batch_images(
     images_u8: Tensor, cams: tuple[str, ...], normalizer: Normalizer, gen: torch.Generator | None
 ) -> Tensor:
     """uint8 (B, K, 3, H, W) -> normalised float (B, K, 3, H, W), augmented when gen is given."""
-    from edgevla.train.loop import augment
-
     batch = {image_key(c): images_u8[:, k].float().div_(255.0) for k, c in enumerate(cams)}
     if gen is not None:
         augment(batch, gen)
@@ -300,90 +276,140 @@ def _errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     }
 
 
-def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    from edgevla.train.config import TrainConfig
-    from edgevla.train.recipes import policy_config, warmup_cosine
+@dataclass
+class _Scenes:
+    """Rendered scenes: the first n train the probe, the rest validate it."""
 
-    source = SceneSource.from_dataset(cfg.dataset)
-    cams = tuple(source.scene.cameras)
-    train_cfg = TrainConfig(
-        policy=cfg.policy, preset=cfg.preset, dataset=(cfg.dataset,), overrides=cfg.overrides
-    )
-    policy_cfg = policy_config(train_cfg, LeRobotDatasetReader(cfg.dataset))
-    stats = load_stats(Path(cfg.dataset) / "meta" / "stats.json")
-    modes = policy_cfg.normalization_modes()
-    normalizer = Normalizer(stats, {image_key(c): modes[image_key(c)] for c in cams})
-    images, labels = render_scenes(source, cfg.scenes + cfg.val_scenes, cfg.seed, quiet)
-    render_s = time.perf_counter() - t0
+    cams: tuple[str, ...]
+    image_hw: tuple[int, int]
+    images: Tensor  # (n + val, K, 3, H, W) uint8
+    labels: np.ndarray  # (n + val, L) in physical units
+    targets: Tensor  # (n + val, L) standardised with the train scenes' mean and std
+    label_mean: np.ndarray
+    label_std: np.ndarray
+    n: int
+
+
+def render(cfg: PretrainConfig, report: ProgressFn) -> _Scenes:
+    source = scene_source(cfg.dataset)
+    images, labels = render_scenes(source, cfg.scenes + cfg.val_scenes, cfg.seed, report)
     n = cfg.scenes
     label_mean = labels[:n].mean(axis=0)
     label_std = labels[:n].std(axis=0) + 1e-6
-    targets = torch.from_numpy((labels - label_mean) / label_std)
+    return _Scenes(
+        cams=tuple(source.scene.cameras),
+        image_hw=(source.scene.image_height, source.scene.image_width),
+        images=torch.from_numpy(images),
+        labels=labels,
+        targets=torch.from_numpy((labels - label_mean) / label_std),
+        label_mean=label_mean,
+        label_std=label_std,
+        n=n,
+    )
 
-    torch.manual_seed(cfg.seed)
-    hw = (source.scene.image_height, source.scene.image_width)
-    part = vision_part(cfg.policy, policy_cfg)
-    model = TrunkProbe(part, len(cams), hw, len(LABEL_NAMES))
+
+class _Validator:
+    """Loss and physical errors of the probe on the validation scenes."""
+
+    def __init__(self, model: TrunkProbe, scenes: _Scenes, normalizer: Normalizer):
+        self.model, self.scenes, self.normalizer = model, scenes, normalizer
+
+    def __call__(self) -> tuple[float, dict[str, float], np.ndarray]:
+        s, model = self.scenes, self.model
+        total = len(s.labels)
+        model.eval()
+        preds = []
+        with torch.no_grad():
+            for lo in range(s.n, total, 64):
+                hi = min(lo + 64, total)
+                preds.append(model(_batch_images(s.images[lo:hi], s.cams, self.normalizer, None)))
+        model.train()
+        pred = torch.cat(preds)
+        loss = float(nn.functional.mse_loss(pred, s.targets[s.n :]))
+        pred_units = pred.numpy() * s.label_std + s.label_mean
+        return loss, _errors(pred_units, s.labels[s.n :]), pred_units
+
+
+def fit_probe(
+    cfg: PretrainConfig,
+    model: TrunkProbe,
+    scenes: _Scenes,
+    normalizer: Normalizer,
+    validate: _Validator,
+    t0: float,
+    report: ProgressFn,
+) -> tuple[int, list[dict[str, Any]]]:
+    """AdamW on seeded epoch permutations, warm-up + cosine fitted to the time left after 20
+    steps; returns (steps done, log records)."""
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes is not None else math.inf
+    n = scenes.n
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = n // cfg.batch_size
     planned = cfg.epochs * steps_per_epoch
     warmup = min(50, planned // 10)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / LOG_FILE).write_text("")
-
-    def validate() -> tuple[float, dict[str, float], np.ndarray]:
-        model.eval()
-        preds = []
-        with torch.no_grad():
-            for lo in range(n, n + cfg.val_scenes, 64):
-                hi = min(lo + 64, n + cfg.val_scenes)
-                preds.append(model(_batch_images(images[lo:hi], cams, normalizer, None)))
-        model.train()
-        pred = torch.cat(preds)
-        loss = float(nn.functional.mse_loss(pred, targets[n:]))
-        pred_units = pred.numpy() * label_std + label_mean
-        return loss, _errors(pred_units, labels[n:]), pred_units
-
     step, t_train = 0, time.perf_counter()
     log: list[dict[str, Any]] = []
     model.train()
-    with progress(quiet) as bar:
-        task = bar.add_task("pretrain trunk", total=planned, status="")
-        while step < planned:
-            epoch, offset = divmod(step, steps_per_epoch)
-            perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-            idx = torch.from_numpy(perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size])
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            x = _batch_images(images[idx], cams, normalizer, gen)
-            lr = cfg.lr * warmup_cosine(step, warmup, planned)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss = nn.functional.mse_loss(model(x), targets[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_value = loss.item()
-            step += 1
-            elapsed = time.perf_counter() - t0
-            if step == 20 and budget_s < math.inf:
-                # Fit the schedule to the time left: a cosine that ends when the budget does.
-                per_step = (time.perf_counter() - t_train) / step
-                fits = step + int((budget_s - elapsed) / per_step * 0.97)
-                planned = max(step + 1, min(planned, fits))
-                bar.update(task, total=planned)
-            if step % cfg.log_freq == 0 or step == planned:
-                log.append({"step": step, "loss": loss_value, "lr": lr, "wall_s": elapsed})
-            if step % cfg.val_freq == 0 or step == planned:
-                val_loss, errors, _ = validate()
-                log.append({"step": step, "val_loss": val_loss, **errors})
-            bar.update(task, advance=1, status=f"loss {loss_value:.4f}")
-            if elapsed >= budget_s:
-                break
+    report(ProgressEvent("pretrain trunk", 0, planned))
+    while step < planned:
+        epoch, offset = divmod(step, steps_per_epoch)
+        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        idx = torch.from_numpy(perm[offset * cfg.batch_size : (offset + 1) * cfg.batch_size])
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        x = _batch_images(scenes.images[idx], scenes.cams, normalizer, gen)
+        lr = cfg.lr * warmup_cosine(step, warmup, planned)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = nn.functional.mse_loss(model(x), scenes.targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_value = loss.item()
+        step += 1
+        elapsed = time.perf_counter() - t0
+        if step == 20 and budget_s < math.inf:
+            # Fit the schedule to the time left: a cosine that ends when the budget does.
+            per_step = (time.perf_counter() - t_train) / step
+            fits = step + int((budget_s - elapsed) / per_step * 0.97)
+            planned = max(step + 1, min(planned, fits))
+        if step % cfg.log_freq == 0 or step == planned:
+            log.append({"step": step, "loss": loss_value, "lr": lr, "wall_s": elapsed})
+        if step % cfg.val_freq == 0 or step == planned:
+            val_loss, errors, _ = validate()
+            log.append({"step": step, "val_loss": val_loss, **errors})
+        report(ProgressEvent("pretrain trunk", step, planned, f"loss {loss_value:.4f}"))
+        if elapsed >= budget_s:
+            break
+    return step, log
+
+
+def pretrain(cfg: PretrainConfig, progress: ProgressFn | None = None) -> PretrainResult:
+    """Render scenes, train the policy's vision part with a probe head on their labels, write
+    its weights (and log, info, figure) to cfg.out."""
+    if not Path(cfg.dataset).is_dir():
+        raise BadInput("dataset folder not found", path=cfg.dataset, field="--dataset")
+    report = progress or no_progress
+    t0 = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train_cfg = TrainConfig(
+        policy=cfg.policy, preset=cfg.preset, dataset=(cfg.dataset,), overrides=cfg.overrides
+    )
+    policy_cfg = policy_config(train_cfg, LeRobotDatasetReader(cfg.dataset))
+    scenes = render(cfg, report)
+    render_s = time.perf_counter() - t0
+    stats = load_stats(Path(cfg.dataset) / "meta" / "stats.json")
+    modes = policy_cfg.normalization_modes()
+    normalizer = Normalizer(stats, {image_key(c): modes[image_key(c)] for c in scenes.cams})
+
+    torch.manual_seed(cfg.seed)
+    part = policy_cfg.vision_part()
+    model = TrunkProbe(part, len(scenes.cams), scenes.image_hw, len(LABEL_NAMES))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOG_FILE).write_text("")
+    validate = _Validator(model, scenes, normalizer)
+    step, log = fit_probe(cfg, model, scenes, normalizer, validate, t0, report)
     val_loss, errors, pred = validate()
     if not log or log[-1].get("val_loss") != val_loss:
         log.append({"step": step, "val_loss": val_loss, **errors})
@@ -391,91 +417,33 @@ def pretrain(cfg: PretrainConfig, quiet: bool = False) -> dict[str, Any]:
         for row in log:
             f.write(json.dumps(row) + "\n")
 
-    from safetensors.torch import save_file
-
     weights_path = out / part.file_name
     weights = {k: v.contiguous() for k, v in model.encoder.state_dict().items()}
     save_file(weights, str(weights_path))
-    wall = time.perf_counter() - t0
-    result = {
-        "out": str(out),
-        "weights": str(weights_path),
-        "policy": cfg.policy,
-        "preset": cfg.preset,
-        "dataset": str(cfg.dataset),
-        "scenes": cfg.scenes,
-        "val_scenes": cfg.val_scenes,
-        "steps": step,
-        "epochs_seen": round(step * cfg.batch_size / n, 2),
-        "render_s": round(render_s, 1),
-        "wall_s": round(wall, 1),
-        "final_val_loss": log[-1]["val_loss"],
+    result = PretrainResult(
+        out=str(out),
+        weights=str(weights_path),
+        policy=cfg.policy,
+        preset=cfg.preset,
+        dataset=str(cfg.dataset),
+        scenes=cfg.scenes,
+        val_scenes=cfg.val_scenes,
+        steps=step,
+        epochs_seen=round(step * cfg.batch_size / scenes.n, 2),
+        render_s=round(render_s, 1),
+        wall_s=round(time.perf_counter() - t0, 1),
+        final_val_loss=log[-1]["val_loss"],
         **{k: round(v, 3) for k, v in errors.items()},
-        "use_with": f"edgevla train --policy {cfg.policy} --preset {cfg.preset} "
+        use_with=f"edgevla train --policy {cfg.policy} --preset {cfg.preset} "
         + part.use_with.format(path=weights_path),
-    }
+    )
     info = {
-        **result,
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        **{k: v for k, v in result.to_dict().items() if k != "figure"},
+        "config": asdict(cfg),
         "labels": list(LABEL_NAMES),
-        "label_mean": label_mean.tolist(),
-        "label_std": label_std.tolist(),
+        "label_mean": scenes.label_mean.tolist(),
+        "label_std": scenes.label_std.tolist(),
     }
-    (out / INFO_FILE).write_text(json.dumps(info, indent=1))
-    result["figure"] = str(plot_pretraining(out, log, pred, labels[n:]))
-    return result
-
-
-def plot_pretraining(
-    out: Path, log: list[dict[str, Any]], pred: np.ndarray, true: np.ndarray
-) -> Path:
-    """pretrain.png: loss curves, and predicted vs true bag positions of the validation scenes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    train = [r for r in log if "loss" in r]
-    val = [r for r in log if "val_loss" in r]
-    ax1.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, label="train")
-    ax1.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("MSE (standardised labels)")
-    ax1.grid(alpha=0.3)
-    ax1.legend()
-    ax1.set_title("trunk pre-training")
-    for (tx, ty), (px, py) in zip(true[:, :2], pred[:, :2], strict=True):
-        ax2.plot([ty, py], [tx, px], color="tab:red", lw=0.6)
-    ax2.scatter(true[:, 1], true[:, 0], s=6, color="k", label="true bag position")
-    ax2.scatter(pred[:, 1], pred[:, 0], s=6, color="tab:red", label="predicted")
-    ax2.set_aspect("equal")
-    ax2.invert_xaxis()
-    ax2.set_xlabel("y (m, arm's left)")
-    ax2.set_ylabel("x (m, ahead)")
-    ax2.legend(loc="lower left", fontsize=8)
-    err = np.linalg.norm(pred[:, :2] - true[:, :2], axis=1).mean() * 100
-    ax2.set_title(f"validation scenes: bag xy error {err:.1f} cm (mean)")
-    fig.tight_layout()
-    path = out / "pretrain.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-@dataclass
-class PretrainArgs:
-    """Pre-train a policy's vision encoder on labelled simulation frames (nothing downloads here)."""
-
-    config: Annotated[PretrainConfig, tyro.conf.OmitArgPrefixes]
-    json: bool = False
-
-
-def run_pretrain(args: PretrainArgs) -> dict[str, Any]:
-    result = pretrain(args.config, quiet=args.json)
-    if args.json:
-        emit_json(result)
-    else:
-        console.print(table("edgevla pretrain", ["", "value"], list(result.items())))
+    write_json_atomic(out / INFO_FILE, info, indent=1)
+    result.figure = str(plot_pretraining(out, log, pred, scenes.labels[scenes.n :]))
     return result
