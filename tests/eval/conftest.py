@@ -10,7 +10,7 @@ def tiny_checkpoint(tiny_recording, tmp_path_factory):
     _, ds = tiny_recording
     out = tmp_path_factory.mktemp("run")
     train(TrainConfig(policy="act", preset="tiny", dataset=(ds,), out=out, steps=2, batch_size=2,
-                      save_freq=2, threads=1, val_batches=1), quiet=True)  # fmt: skip
+                      save_freq=2, threads=1, val_batches=1))  # fmt: skip
     return list_checkpoints(out)[-1]
 
 
@@ -23,5 +23,5 @@ def tiny_smolvla_checkpoint(tiny_recording, tmp_path_factory):
     _, ds = tiny_recording
     out = tmp_path_factory.mktemp("run_smolvla")
     train(TrainConfig(policy="smolvla", preset="tiny", dataset=(ds,), out=out, steps=1,
-                      batch_size=2, save_freq=1, threads=1, val_batches=1), quiet=True)  # fmt: skip
+                      batch_size=2, save_freq=1, threads=1, val_batches=1))  # fmt: skip
     return list_checkpoints(out)[-1]

@@ -6,7 +6,7 @@ import pytest
 
 from edgevla.dataset.plan import Plan, make_plan
 from edgevla.eval.protocol import eval_episodes
-from edgevla.eval.run import EvalArgs, evaluate
+from edgevla.eval.run import EvalConfig, evaluate
 from edgevla.train.config import TrainConfig
 from edgevla.train.loop import train
 
@@ -44,9 +44,9 @@ def test_eval_runs_sync_and_async_and_writes_results(tiny_recording, tiny_checkp
     shutil.copytree(tiny_checkpoint, ckpt)
     info = json.loads((ckpt / "train_info.json").read_text())
     (ckpt / "train_info.json").write_text(json.dumps({**info, "fps": 15}))
-    args = EvalArgs(checkpoint=ckpt, plan=plan_path, out=tmp_path, modes=("sync", "async"),
-                    workers=1, episode_time_s=2.0, latency="0.1")  # fmt: skip
-    result = evaluate(args, quiet=True)
+    config = EvalConfig(checkpoint=ckpt, plan=plan_path, out=tmp_path, modes=("sync", "async"),
+                        workers=1, episode_time_s=2.0, latency="0.1")  # fmt: skip
+    result = evaluate(config).to_dict()
     assert result["fps"] == 15 and result["modes"]["sync"]["control"]["fps"] == 15
     plan = Plan.load(plan_path)
     for mode in ("sync", "async"):
@@ -71,7 +71,7 @@ def test_checkpoint_runs_at_the_rate_it_learned(tiny_recording, tiny_checkpoint,
     asked for another rate, and falls back to 30 fps for a folder without it (LeRobot's)."""
     import shutil
 
-    from edgevla.dataset.reader import LeRobotDatasetReader
+    from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
     from edgevla.eval.run import policy_rate
     from edgevla.policies.checkpoint import TRAIN_INFO_FILE, read_train_info
 
@@ -79,8 +79,9 @@ def test_checkpoint_runs_at_the_rate_it_learned(tiny_recording, tiny_checkpoint,
     info = read_train_info(tiny_checkpoint)
     assert info["fps"] == LeRobotDatasetReader(ds).fps and info["step"] == 2
     assert policy_rate(tiny_checkpoint, None) == info["fps"]
-    assert policy_rate(tiny_checkpoint, 2 * info["fps"]) == 2 * info["fps"]
-    assert "2x speed" in capsys.readouterr().err
+    said: list[str] = []
+    assert policy_rate(tiny_checkpoint, 2 * info["fps"], warn=said.append) == 2 * info["fps"]
+    assert "2x speed" in " ".join(said)
     with pytest.raises(ValueError, match="positive"):
         policy_rate(tiny_checkpoint, 0)
     bare = tmp_path / "bare"
@@ -128,14 +129,21 @@ def test_runner_refuses_missing_camera_and_wrong_shape(tiny_checkpoint):
 
 
 def test_select_ranks_late_checkpoints_and_links_the_best(tiny_recording, tmp_path):
-    from edgevla.train.select import SelectArgs, run_select
+    import shutil
+
+    from edgevla.eval.select import SelectConfig, select
 
     plan_path, ds = tiny_recording
     run = tmp_path / "run"
     train(TrainConfig(policy="act", preset="tiny", dataset=(ds,), out=run, steps=4, batch_size=2,
-                      save_freq=2, threads=1, val_batches=1), quiet=True)  # fmt: skip
-    args = dict(run=run, plan=plan_path, latency="0.05", workers=1, episode_time_s=1.0, json=True)
-    result = run_select(SelectArgs(**args, from_step=3))
+                      save_freq=2, threads=1, val_batches=1))  # fmt: skip
+    # what a killed save leaves, and a folder copied in part: neither is a checkpoint
+    shutil.copytree(run / "checkpoints" / "step-000004", run / "checkpoints" / ".step-000006.tmp")
+    (run / "checkpoints" / "step-000008").mkdir()
+    args = dict(run=run, plan=plan_path, latency="0.05", workers=1, episode_time_s=1.0)
+    chosen = select(SelectConfig(**args, from_step=3))
+    assert any("step-000008" in n and "not a complete checkpoint" in n for n in chosen.notes)
+    result = chosen.to_dict()
     assert [r["step"] for r in result["ranked"]] == [4]  # step 2 skipped
     plan = Plan.load(plan_path)
     outcomes = result["ranked"][0]["outcomes"]  # how each episode ended, summed per kind
@@ -144,7 +152,7 @@ def test_select_ranks_late_checkpoints_and_links_the_best(tiny_recording, tmp_pa
     assert json.loads((run / "selection.json").read_text())["chosen"]["step"] == 4
     assert (run / "selection.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="lower --from-step"):
-        run_select(SelectArgs(**args, from_step=5))
+        select(SelectConfig(**args, from_step=5))
 
 
 def test_first_grasp_summary_reports_a_one_sided_miss():
@@ -164,7 +172,7 @@ def test_first_grasp_summary_reports_a_one_sided_miss():
         {"grasps": [grasp(-0.01, 0.06, 0.02)]},
         {"grasps": []},
     ]
-    s = first_grasp_summary(results)
+    s = first_grasp_summary([r["grasps"] for r in results])
     assert (s["n_on_target"], s["n_off_target"], s["n_never_closed"]) == (1, 2, 1)
     assert s["off_tangential_m"] == pytest.approx(0.05) and s["off_radial_m"] == pytest.approx(0.0)
     assert "tangential +5.0" in fmt_first_grasp(s) and "1 never closed" in fmt_first_grasp(s)
@@ -219,3 +227,21 @@ def test_sampling_noise_is_seeded_per_episode(tiny_smolvla_checkpoint, tiny_chec
         TorchPolicyRunner.from_checkpoint(tiny_checkpoint, noise_scale=0.5)
     with pytest.raises(ValueError, match=">= 0"):
         TorchPolicyRunner.from_checkpoint(tiny_smolvla_checkpoint, noise_scale=-1.0)
+
+
+def test_a_bundle_is_evaluated_like_its_checkpoint(tiny_recording, tiny_checkpoint, tmp_path):
+    """The same protocol on the exported bundle: same episodes, same outcomes (fp32 parity
+    1e-4), the table says which format ran."""
+    from edgevla.deploy.export import ExportConfig, export_bundle
+
+    plan_path, _ = tiny_recording
+    bundle = tmp_path / "bundle"
+    export_bundle(ExportConfig(checkpoint=tiny_checkpoint, out=bundle, parity_observations=1))
+    common = dict(plan=plan_path, workers=1, episode_time_s=2.0, latency="0.1", sets=("val",))
+    torch_result = evaluate(EvalConfig(checkpoint=tiny_checkpoint, out=tmp_path / "t", **common))
+    onnx_result = evaluate(EvalConfig(checkpoint=bundle, out=tmp_path / "o", **common))
+    assert onnx_result.format == "ONNX fp32" and torch_result.format == "PyTorch FP32"
+    assert onnx_result.table()[0]["format"] == "ONNX fp32"
+    t, o = torch_result.modes["async"].episodes, onnx_result.modes["async"].episodes
+    assert [e.key for e in t] == [e.key for e in o]
+    assert [e.outcome for e in t] == [e.outcome for e in o]

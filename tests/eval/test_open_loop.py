@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 from edgevla_runtime.features import CAMERA_NAMES, STATE_KEY
 
-from edgevla.dataset.reader import LeRobotDatasetReader
+from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.eval.open_loop import (
-    OpenLoopArgs,
+    OpenLoopConfig,
     anchor_frames,
     chunk_error,
     grasp_onset,
     open_loop,
     pick_episodes,
-    run_open_loop,
 )
 from edgevla.sim.outcome import CLOSING_GAP_M, OPEN_GAP_M
 from edgevla.sim.scene import gripper_angle_for_gap
@@ -96,14 +95,14 @@ class ReplayRunner:
 def test_a_perfect_fit_scores_zero_and_a_bias_shows_at_the_grasp(tiny_recording, tmp_path):
     _, ds = tiny_recording
     reader = LeRobotDatasetReader(ds)
-    args = OpenLoopArgs(checkpoint=tmp_path, dataset=ds, out=tmp_path, before_grasp_s=(0.1,))
-    perfect = open_loop(args, runner=ReplayRunner(reader), quiet=True)
+    config = OpenLoopConfig(checkpoint=tmp_path, dataset=ds, out=tmp_path, before_grasp_s=(0.1,))
+    perfect = open_loop(config, runner=ReplayRunner(reader)).to_dict()
     assert set(perfect["splits"]) == {"train", "val"}
     for s in perfect["splits"].values():
         assert s["episodes"] == 2 and s["no_grasp_episodes"] == 0
         assert s["arm_mean_abs_deg"] == 0.0 and max(s["arm_abs_deg_by_step"]) == 0.0
     bias = [math.radians(2.0), 0, 0, 0, 0, 0]
-    biased = open_loop(args, runner=ReplayRunner(reader, bias=bias), quiet=True)
+    biased = open_loop(config, runner=ReplayRunner(reader, bias=bias)).to_dict()
     train = biased["splits"]["train"]
     assert train["mean_abs_deg"]["shoulder_pan"] == pytest.approx(2.0, abs=0.01)
     assert train["mean_abs_deg"]["elbow_flex"] == 0.0
@@ -132,22 +131,24 @@ def test_bad_input_is_refused(tiny_recording, tiny_checkpoint, tmp_path):
 
     _, ds = tiny_recording
     with pytest.raises(ValueError, match=">= 1"):
-        open_loop(OpenLoopArgs(checkpoint=tiny_checkpoint, episodes_per_split=0), quiet=True)
+        open_loop(OpenLoopConfig(checkpoint=tiny_checkpoint, episodes_per_split=0))
     bare = tmp_path / "bare"
     shutil.copytree(tiny_checkpoint, bare)
     (bare / "train_info.json").unlink()
     with pytest.raises(ValueError, match="pass --dataset"):
-        open_loop(OpenLoopArgs(checkpoint=bare), quiet=True)
+        open_loop(OpenLoopConfig(checkpoint=bare))
 
     class TwoCameras(ReplayRunner):
         camera_names = ("top", "wrist")
 
     with pytest.raises(ValueError, match=r"no camera\(s\) \['wrist'\]"):
-        open_loop(OpenLoopArgs(checkpoint=tmp_path, dataset=ds, out=tmp_path),
-                  runner=TwoCameras(LeRobotDatasetReader(ds)), quiet=True)  # fmt: skip
+        open_loop(OpenLoopConfig(checkpoint=tmp_path, dataset=ds, out=tmp_path),
+                  runner=TwoCameras(LeRobotDatasetReader(ds)))  # fmt: skip
 
 
 def test_run_open_loop_prints_a_table(tiny_checkpoint, tmp_path, capsys):
-    run_open_loop(OpenLoopArgs(checkpoint=tiny_checkpoint, out=tmp_path))
+    from edgevla.commands.open_loop import Args, run
+
+    assert run(Args(checkpoint=tiny_checkpoint, out=tmp_path)) == 0
     out = capsys.readouterr().out
     assert "chunk vs recorded actions" in out and "shoulder_pan" in out and "plot:" in out

@@ -1,15 +1,65 @@
-"""`edgevla bench async` (arguments and printing still live in edgevla.eval.async_bench; moving here)."""
+"""`edgevla bench async`: sync vs async vs auto at the paper's latencies (virtual clock)."""
 
 from __future__ import annotations
 
-from edgevla.eval.async_bench import AsyncBenchArgs as Args
-from edgevla.eval.async_bench import run_async_bench as _run
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgevla.console import console, emit_json, err_console, progress_bar, table
+from edgevla.errors import EXIT_OK
+from edgevla.eval.async_bench import AsyncBenchConfig, AsyncBenchResult, bench_async
+
+
+@dataclass
+class Args:
+    """Sync vs async vs auto at the paper's latencies, on the virtual clock."""
+
+    checkpoint: Path
+    plan: Path = Path("outputs/plan.json")
+    out: Path = Path("outputs/bench_async")
+    latencies: tuple[float, ...] = (0.32, 2.86)
+    thresholds: tuple[float, ...] = (0.2, 0.5, 0.8)
+    """fixed chunk_size_threshold values to compare with auto (the paper used 0.2)"""
+    aggregate: str = "weighted_average"
+    episodes: int = 1
+    workers: int = 2
+    episode_time_s: float = 30.0
+    fps: int | None = None
+    """control rate (default: the rate of the policy's training data)"""
+    resume: bool = True
+    """continue from the episodes already finished for the same settings"""
+    json: bool = False
+
+    def config(self) -> AsyncBenchConfig:
+        return AsyncBenchConfig(
+            checkpoint=self.checkpoint, plan=self.plan, out=self.out,
+            latencies=tuple(self.latencies), thresholds=tuple(self.thresholds),
+            aggregate_fn_name=self.aggregate, episodes=self.episodes, workers=self.workers,
+            episode_time_s=self.episode_time_s, fps=self.fps, resume=self.resume,
+        )  # fmt: skip
+
+
+def print_result(result: AsyncBenchResult) -> None:
+    def f(x, spec=".2f"):
+        return "-" if x is None else format(x, spec)
+
+    console.print(table(
+        f"edgevla bench async ({result.checkpoint}, chunk {result.chunk_size}, {result.fps:g} fps, virtual clock)",
+        ["config", "Test", "Val", "Global", "idle", "idle after 1st chunk", "underruns", "completion (s)", "max boundary accel (rad/s^2)"],
+        [(r.config, f(r.success_test), f(r.success_val), f(r.success_global), f"{r.idle_fraction:.1%}", f"{r.idle_fraction_running:.1%}",
+          r.underruns, f(r.completion_time_s), f(r.boundary_accel_max, ".1f")) for r in result.rows],
+    ))  # fmt: skip
+    console.print(f"results: {result.results_file}")
 
 
 def run(args: Args) -> int:
-    result = _run(args)
-    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
-    return int(code or 0)
-
-
-__all__ = ["Args", "run"]
+    config = args.config()  # every argument checked before any work
+    with progress_bar(quiet=args.json) as report:
+        result = bench_async(config, progress=report)
+    for message in dict.fromkeys(result.warnings):  # once each
+        err_console.print(f"[yellow]warning:[/] {message}")
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        print_result(result)
+    return EXIT_OK

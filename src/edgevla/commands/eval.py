@@ -1,15 +1,98 @@
-"""`edgevla eval` (arguments and printing still live in edgevla.eval.run; moving here)."""
+"""`edgevla eval`: closed-loop success on the plan's Test (20) / Val (10) / Global (30) positions.
+
+Prints the paper-format table (policy, format, latency, Acc. Test, Acc. Val, Global) with one
+row per control mode, the failures and first-grasp summary per mode, and where results.json
+went; `--json` prints one JSON object instead. Ctrl-C keeps the finished episodes
+(<out>/episodes.jsonl) and the same command continues from them.
+"""
 
 from __future__ import annotations
 
-from edgevla.eval.run import EvalArgs as Args
-from edgevla.eval.run import run_eval as _run
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from edgevla.console import console, emit_json, err_console, progress_bar, table
+from edgevla.errors import EXIT_OK
+from edgevla.eval.report import fmt_first_grasp, fmt_outcomes
+from edgevla.eval.run import EvalConfig, EvalResult, evaluate
+
+
+@dataclass
+class Args:
+    """Closed-loop evaluation on the plan's Test (20) / Val (10) / Global (30) positions."""
+
+    checkpoint: Path
+    plan: Path = Path("outputs/plan.json")
+    out: Path | None = None
+    """where results.json and figures go (default: <checkpoint>/eval)"""
+    modes: tuple[Literal["sync", "async"], ...] = ("async",)
+    threshold: str = "0.5"
+    """async chunk_size_threshold in [0, 1], or "auto" (latency-aware)"""
+    aggregate: str = "weighted_average"
+    n_action_steps: int | None = None
+    latency: str = "measured"
+    """virtual inference latency: measured | 0.32 | uniform:LO,HI | lognormal:MEDIAN,SIGMA"""
+    episodes: int = 1
+    """rollouts per position (more seeds, tighter figures)"""
+    sets: tuple[Literal["test", "val"], ...] = ("test", "val")
+    workers: int = 2
+    episode_time_s: float = 20.0
+    fps: int | None = None
+    """control rate (default: the rate of the policy's training data, from its train_info.json)"""
+    camera_moved: str | None = None
+    """perturbation: move this camera by --camera-shift-m / --camera-turn-deg"""
+    camera_shift_m: tuple[float, float, float] = (0.02, 0.0, 0.0)
+    camera_turn_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    light_intensity: float = 1.0
+    """perturbation: light intensity (1.0 = as recorded)"""
+    noise_scale: float = 1.0
+    """flow-matching policies: scale of the initial noise (1 = SmolVLA's sampler)"""
+    label: str | None = None
+    resume: bool = True
+    """continue from the episodes <out>/episodes.jsonl holds for the same settings
+    (--no-resume runs them all again)"""
+    json: bool = False
+
+    def config(self) -> EvalConfig:
+        return EvalConfig(
+            checkpoint=self.checkpoint, plan=self.plan, out=self.out, modes=tuple(self.modes),
+            chunk_size_threshold=self.threshold, aggregate_fn_name=self.aggregate,
+            n_action_steps=self.n_action_steps, latency=self.latency, episodes=self.episodes,
+            sets=tuple(self.sets), workers=self.workers, episode_time_s=self.episode_time_s,
+            fps=self.fps, camera_moved=self.camera_moved,
+            camera_shift_m=tuple(self.camera_shift_m), camera_turn_deg=tuple(self.camera_turn_deg),
+            light_intensity=self.light_intensity, noise_scale=self.noise_scale, label=self.label,
+            resume=self.resume,
+        )  # fmt: skip
+
+
+def print_warnings(warnings: list[str]) -> None:
+    for message in dict.fromkeys(warnings):  # once each, in order
+        err_console.print(f"[yellow]warning:[/] {message}")
+
+
+def print_result(result: EvalResult) -> None:
+    any_mode = next(iter(result.modes.values())).summary
+    cols = ["Policy", "Format", "Mode", "Latency", f"Acc. Test ({any_mode['n_test']})",
+            f"Acc. Val ({any_mode['n_val']})", f"Global ({any_mode['n_global']})", "Idle",
+            "Completion"]  # fmt: skip
+    console.print(table("edgevla eval", cols, [tuple(r.values()) for r in result.table()]))
+    for mode, m in result.modes.items():
+        console.print(f"{mode} failures: {fmt_outcomes(m.summary['outcomes'])}")
+        console.print(f"{mode} {fmt_first_grasp(m.summary['first_grasp'])}")
+        if m.resumed:
+            console.print(f"{mode}: {m.resumed} episode(s) kept from an earlier, interrupted run")
+    console.print(f"results: {result.results_file}")
 
 
 def run(args: Args) -> int:
-    result = _run(args)
-    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
-    return int(code or 0)
-
-
-__all__ = ["Args", "run"]
+    config = args.config()  # every argument checked before any work
+    with progress_bar(quiet=args.json) as report:
+        result = evaluate(config, progress=report)
+    print_warnings(result.warnings)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        print_result(result)
+    return EXIT_OK

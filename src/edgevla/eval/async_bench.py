@@ -1,4 +1,4 @@
-"""`edgevla bench async`: what the control schedule costs and buys at a given inference latency.
+"""What the control schedule costs and buys at a given inference latency (`edgevla bench async`).
 
 For each virtual latency (default: the paper's 0.32 s and 2.86 s on the i.MX 95) it evaluates the
 same checkpoint on the plan's 30 positions with:
@@ -12,89 +12,140 @@ budget verdict of `edgevla schedule`. Results are reproducible: the latency is v
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgevla_runtime.control.schedule import check_budget
 
-from edgevla.console import console, emit_json, table
-from edgevla.eval.run import EvalArgs, evaluate, policy_rate
+from edgevla.dataset.plan import Plan
+from edgevla.errors import BadInput
+from edgevla.eval.run import (
+    EvalConfig,
+    check_checkpoint_folder,
+    check_control_flags,
+    evaluate,
+    parse_threshold,
+    policy_rate,
+)
+from edgevla.jsonio import write_json_atomic
+from edgevla.progress import ProgressEvent, ProgressFn
 
 
-@dataclass
-class AsyncBenchArgs:
-    """Sync vs async vs auto at the paper's latencies, on the virtual clock."""
+@dataclass(frozen=True)
+class AsyncBenchConfig:
+    """What `bench_async` runs; validated on construction (messages name the CLI flags)."""
 
     checkpoint: Path
     plan: Path = Path("outputs/plan.json")
     out: Path = Path("outputs/bench_async")
-    latencies: tuple[float, ...] = (0.32, 2.86)
-    thresholds: tuple[float, ...] = (0.2, 0.5, 0.8)
-    """fixed chunk_size_threshold values to compare with auto (the paper used 0.2)"""
-    aggregate: str = "weighted_average"
+    latencies: tuple[float, ...] = (0.32, 2.86)  # seconds of virtual inference latency
+    thresholds: tuple[float, ...] = (0.2, 0.5, 0.8)  # fixed chunk_size_threshold values
+    aggregate_fn_name: str = "weighted_average"
     episodes: int = 1
     workers: int = 2
     episode_time_s: float = 30.0
-    fps: int | None = None
-    """control rate (default: the rate of the policy's training data)"""
-    json: bool = False
+    fps: int | None = None  # None: the rate of the policy's training data
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        object.__setattr__(self, "out", Path(self.out))
+        if not self.latencies:
+            raise BadInput("give at least one latency in seconds", field="--latencies")
+        for lat in self.latencies:
+            if not (math.isfinite(lat) and lat > 0):
+                raise BadInput(f"latencies must be positive seconds (e.g. 0.32 2.86), got {lat}",
+                               field="--latencies")  # fmt: skip
+        for g in self.thresholds:
+            parse_threshold(g, flag="--thresholds")
+        check_control_flags(self.aggregate_fn_name, "0", self.episode_time_s, self.episodes,
+                            self.workers, self.fps)  # fmt: skip
 
 
-def _one(args: AsyncBenchArgs, latency: str, mode: str, threshold: str, tag: str) -> dict[str, Any]:
-    res = evaluate(
-        EvalArgs(checkpoint=args.checkpoint, plan=args.plan, out=args.out / tag, modes=(mode,), threshold=threshold,
-                 aggregate=args.aggregate, latency=latency, episodes=args.episodes, workers=args.workers,
-                 episode_time_s=args.episode_time_s, fps=args.fps, label=tag),
-        quiet=True,
-    )  # fmt: skip
-    s = res["modes"][mode]
-    return {"config": tag, "latency": latency, "mode": mode, "threshold": threshold, **{k: s[k] for k in (
-        "success_test", "success_val", "success_global", "idle_fraction", "idle_fraction_running", "underruns", "completion_time_s",
-        "boundary_accel_max", "boundary_accel_mean", "latency_p50_s")}}  # fmt: skip
+SUMMARY_KEYS = ("success_test", "success_val", "success_global", "idle_fraction",
+                "idle_fraction_running", "underruns", "completion_time_s", "boundary_accel_max",
+                "boundary_accel_mean", "latency_p50_s")  # fmt: skip
 
 
-def run_async_bench(args: AsyncBenchArgs) -> dict[str, Any]:
+@dataclass
+class BenchRow:
+    """One configuration: its name, settings and the evaluation figures that compare them."""
+
+    config: str  # "zero-latency", "sync@0.32s", "async-g0.2@0.32s", "async-auto@0.32s"
+    latency: str
+    mode: str
+    threshold: str
+    success_test: float | None
+    success_val: float | None
+    success_global: float | None
+    idle_fraction: float
+    idle_fraction_running: float
+    underruns: int
+    completion_time_s: float | None
+    boundary_accel_max: float
+    boundary_accel_mean: float
+    latency_p50_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AsyncBenchResult:
+    checkpoint: Path
+    fps: float
+    chunk_size: int
+    rows: list[BenchRow]
+    budgets: dict[str, dict[str, dict[str, Any]]]  # latency -> threshold -> BudgetCheck dict
+    results_file: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """async_bench.json (and --json)."""
+        return {"checkpoint": str(self.checkpoint), "fps": self.fps, "chunk_size": self.chunk_size,
+                "rows": [r.to_dict() for r in self.rows], "budgets": self.budgets}  # fmt: skip
+
+
+def bench_async(config: AsyncBenchConfig, progress: ProgressFn | None = None) -> AsyncBenchResult:
+    """Evaluate every configuration (each in <out>/<config name>, resumable); writes
+    <out>/async_bench.json."""
     from edgevla.policies.runner import TorchPolicyRunner
 
-    runner = TorchPolicyRunner.from_checkpoint(args.checkpoint)
-    fps = float(policy_rate(Path(args.checkpoint), args.fps))
-    args = replace(args, fps=int(fps))  # every configuration at the same, resolved rate
-    rows = [_one(args, "0", "async", "0.5", "zero-latency")]
-    budgets = {}
-    for lat in args.latencies:
+    check_checkpoint_folder(config.checkpoint)
+    Plan.load(config.plan)  # a bad plan fails now, not after the first configuration
+    warnings: list[str] = []
+    runner = TorchPolicyRunner.from_checkpoint(config.checkpoint)
+    fps = policy_rate(config.checkpoint, config.fps, warnings.append)  # one rate for all
+    plan: list[tuple[str, str, str, str]] = [("0", "async", "0.5", "zero-latency")]
+    budgets: dict[str, dict[str, dict[str, Any]]] = {}
+    for lat in config.latencies:
         lat_s = f"{lat:g}"
-        budgets[lat_s] = {
-            f"{g:g}": check_budget(lat, fps, runner.chunk_size, g).to_dict()
-            for g in args.thresholds
-        }
-        rows.append(_one(args, lat_s, "sync", "0.5", f"sync@{lat_s}s"))
-        for g in args.thresholds:
-            rows.append(_one(args, lat_s, "async", f"{g:g}", f"async-g{g:g}@{lat_s}s"))
-        rows.append(_one(args, lat_s, "async", "auto", f"async-auto@{lat_s}s"))
-        if not args.json:
-            console.print(f"latency {lat_s} s done")
-    result = {
-        "checkpoint": str(args.checkpoint),
-        "fps": fps,
-        "chunk_size": runner.chunk_size,
-        "rows": rows,
-        "budgets": budgets,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "async_bench.json").write_text(json.dumps(result, indent=1, default=str))
-    if args.json:
-        emit_json(result)
-    else:
-
-        def f(x, spec=".2f"):
-            return "-" if x is None else format(x, spec)
-
-        console.print(table(
-            f"edgevla bench async ({args.checkpoint}, chunk {runner.chunk_size}, {fps:g} fps, virtual clock)",
-            ["config", "Test", "Val", "Global", "idle", "idle after 1st chunk", "underruns", "completion (s)", "max boundary accel (rad/s^2)"],
-            [(r["config"], f(r["success_test"]), f(r["success_val"]), f(r["success_global"]), f"{r['idle_fraction']:.1%}", f"{r['idle_fraction_running']:.1%}",
-              r["underruns"], f(r["completion_time_s"]), f(r["boundary_accel_max"], ".1f")) for r in rows],
-        ))  # fmt: skip
+        budgets[lat_s] = {f"{g:g}": check_budget(lat, fps, runner.chunk_size, g).to_dict()
+                          for g in config.thresholds}  # fmt: skip
+        plan.append((lat_s, "sync", "0.5", f"sync@{lat_s}s"))
+        plan += [(lat_s, "async", f"{g:g}", f"async-g{g:g}@{lat_s}s") for g in config.thresholds]
+        plan.append((lat_s, "async", "auto", f"async-auto@{lat_s}s"))
+    rows = []
+    for i, (latency, mode, threshold, tag) in enumerate(plan):
+        if progress:
+            progress(ProgressEvent("bench async", i, len(plan), tag))
+        res = evaluate(
+            EvalConfig(checkpoint=config.checkpoint, plan=config.plan, out=config.out / tag,
+                       modes=(mode,), chunk_size_threshold=threshold,
+                       aggregate_fn_name=config.aggregate_fn_name, latency=latency,
+                       episodes=config.episodes, workers=config.workers,
+                       episode_time_s=config.episode_time_s, fps=fps, label=tag,
+                       resume=config.resume),
+            progress=progress,
+        )  # fmt: skip
+        warnings += res.warnings
+        s = res.modes[mode].summary
+        rows.append(BenchRow(tag, latency, mode, threshold, **{k: s[k] for k in SUMMARY_KEYS}))
+    if progress:
+        progress(ProgressEvent("bench async", len(plan), len(plan), "done"))
+    result = AsyncBenchResult(config.checkpoint, float(fps), runner.chunk_size, rows, budgets,
+                              config.out / "async_bench.json", warnings)  # fmt: skip
+    write_json_atomic(result.results_file, result.to_dict(), indent=1)
     return result

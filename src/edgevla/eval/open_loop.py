@@ -33,14 +33,18 @@ bundle can be compared with its checkpoint the same way.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from edgevla_runtime.features import MOTOR_NAMES, STATE_KEY, image_key
 
-from edgevla.console import console, emit_json, progress, table
+from edgevla.errors import BadInput
+from edgevla.eval.parallel import RunnerSpec
+from edgevla.figures import pyplot
+from edgevla.jsonio import write_json_atomic
+from edgevla.progress import ProgressEvent, ProgressFn
 from edgevla.sim.outcome import CLOSING_GAP_M, OPEN_GAP_M
 from edgevla.sim.scene import gripper_gap
 
@@ -53,26 +57,64 @@ class ChunkRunner(Protocol):
     def predict_chunk(self, observation: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
-@dataclass
-class OpenLoopArgs:
-    """Chunks predicted from recorded frames vs the recorded actions, train vs val split."""
+@dataclass(frozen=True)
+class OpenLoopConfig:
+    """What `open_loop` runs; validated on construction (messages name the CLI flags)."""
 
     checkpoint: Path
-    dataset: Path | None = None
-    """recorded dataset (default: the first dataset the checkpoint was trained on)"""
-    splits: tuple[Literal["train", "val"], ...] = ("train", "val")
-    episodes_per_split: int = 12
-    """episodes per split, spread evenly over the split (recovery episodes skipped)"""
-    before_grasp_s: tuple[float, ...] = (1.5, 0.67)
-    """anchors: seconds before the first grasp (the episode start is always one)"""
-    seed: int = 0
-    """seeds a sampling policy's noise (SmolVLA), per episode"""
-    noise_scale: float = 1.0
-    """flow-matching policies: scale of the initial noise (1 = SmolVLA's sampler)"""
+    dataset: Path | None = None  # None: the first dataset the checkpoint was trained on
+    splits: tuple[str, ...] = ("train", "val")
+    episodes_per_split: int = 12  # spread evenly over the split (recovery episodes skipped)
+    before_grasp_s: tuple[float, ...] = (1.5, 0.67)  # anchors before the first grasp (and t=0)
+    seed: int = 0  # seeds a sampling policy's noise (SmolVLA), per episode
+    noise_scale: float = 1.0  # flow-matching policies: scale of the initial noise
     threads: int = 1
-    out: Path | None = None
-    """where open_loop.json and open_loop.png go (default: <checkpoint>/eval)"""
-    json: bool = False
+    out: Path | None = (
+        None  # where open_loop.json and open_loop.png go (default: <checkpoint>/eval)
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if self.episodes_per_split < 1:
+            raise BadInput(f"must be >= 1, got {self.episodes_per_split}",
+                           field="--episodes-per-split")  # fmt: skip
+        if any(not (s > 0 and math.isfinite(s)) for s in self.before_grasp_s):
+            raise BadInput(f"must be positive seconds, got {self.before_grasp_s}",
+                           field="--before-grasp-s")  # fmt: skip
+        bad = [s for s in self.splits if s not in ("train", "val")]
+        if bad or not self.splits:
+            raise BadInput(f"choose from ['train', 'val'], got {list(self.splits)}",
+                           field="--splits")  # fmt: skip
+        if self.threads < 1:
+            raise BadInput(f"must be >= 1, got {self.threads}", field="--threads")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise BadInput(f"must be >= 0 (1 = SmolVLA's sampler), got {self.noise_scale}",
+                           field="--noise-scale")  # fmt: skip
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out is not None else self.checkpoint / "eval"
+
+
+@dataclass
+class OpenLoopResult:
+    checkpoint: Path
+    dataset: Path
+    fps: float
+    before_grasp_s: tuple[float, ...]
+    noise_scale: float
+    splits: dict[str, dict[str, Any]]  # split -> summarise_split(...)
+    verdict: str
+    plot: Path
+    results_file: Path
+    episodes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per split
+
+    def to_dict(self) -> dict[str, Any]:
+        """What --json prints (open_loop.json adds the per-episode records)."""
+        return {"checkpoint": str(self.checkpoint), "dataset": str(self.dataset), "fps": self.fps,
+                "before_grasp_s": list(self.before_grasp_s), "noise_scale": self.noise_scale,
+                "splits": self.splits, "verdict": self.verdict, "plot": str(self.plot),
+                "results_file": str(self.results_file)}  # fmt: skip
 
 
 def grasp_onset(actions: np.ndarray) -> int | None:
@@ -203,13 +245,9 @@ def verdict(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def plot_open_loop(summary: dict[str, dict[str, Any]], fps: float, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from edgevla.eval.report import _save
 
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.8 / max(1, len(summary))
     names: list[str] = []
@@ -233,30 +271,23 @@ def plot_open_loop(summary: dict[str, dict[str, Any]], fps: float, path: Path, t
     return _save(fig, path)
 
 
-def open_loop(args: OpenLoopArgs, runner: ChunkRunner | None = None,
-              quiet: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Run the check; returns the JSON-able result (also written to <out>/open_loop.json)."""
-    import json
+def open_loop(config: OpenLoopConfig, runner: ChunkRunner | None = None,
+              progress: ProgressFn | None = None) -> OpenLoopResult:  # fmt: skip
+    """Run the check; the result is also written to <out>/open_loop.json."""
+    from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
+    from edgevla.policies.checkpoint import Checkpoint
 
-    from edgevla.dataset.reader import LeRobotDatasetReader
-    from edgevla.policies.checkpoint import read_train_info
-
-    dataset = args.dataset
+    dataset = config.dataset
     if dataset is None:
-        trained_on = read_train_info(args.checkpoint).get("datasets") or []
+        trained_on = Checkpoint.open(config.checkpoint).train_info.datasets
         if not trained_on:
-            raise ValueError(
-                f"{args.checkpoint} does not name its training dataset (train_info.json); "
-                "pass --dataset"
-            )
+            raise BadInput("does not name its training dataset (train_info.json); pass --dataset",
+                           path=config.checkpoint)  # fmt: skip
         dataset = Path(trained_on[0])
-    if args.episodes_per_split < 1:
-        raise ValueError(f"--episodes-per-split must be >= 1, got {args.episodes_per_split}")
-    if any(not (s > 0 and math.isfinite(s)) for s in args.before_grasp_s):
-        raise ValueError(f"--before-grasp-s must be positive seconds, got {args.before_grasp_s}")
     reader = LeRobotDatasetReader(dataset)
     if runner is None:
-        runner = _torch_runner(args)
+        runner = RunnerSpec("checkpoint", config.checkpoint, config.threads,
+                            config.noise_scale).build()  # fmt: skip
     missing = [c for c in runner.camera_names if image_key(c) not in reader.video_keys]
     if missing:
         raise ValueError(
@@ -265,75 +296,35 @@ def open_loop(args: OpenLoopArgs, runner: ChunkRunner | None = None,
             "with the policy's cameras"
         )
     episodes = reader.episodes
-    chosen = {s: pick_episodes(episodes, s, args.episodes_per_split) for s in args.splits}
+    chosen = {s: pick_episodes(episodes, s, config.episodes_per_split) for s in config.splits}
     if not any(chosen.values()):
-        raise ValueError(f"{dataset} has no non-recovery episodes in splits {args.splits}")
-    records: dict[str, list[dict[str, Any]]] = {s: [] for s in args.splits}
-    with progress(quiet) as bar:
-        task = bar.add_task("open loop", total=sum(len(v) for v in chosen.values()), status="")
-        for split, idx in chosen.items():
-            for i in idx:
-                videos = {image_key(c): reader.video(i, c) for c in runner.camera_names}
-                if callable(getattr(runner, "reset", None)):
-                    runner.reset(args.seed * 1_000_003 + i)  # a sampling policy's noise
-                rec = episode_open_loop(runner, reader.frames(i), videos, reader.fps,
-                                        args.before_grasp_s)  # fmt: skip
-                rec.update(episode=i, cluster=episodes[i].get("cluster_id"))
-                records[split].append(rec)
-                bar.update(task, advance=1, status=f"{split} episode {i}")
-    summary = {s: summarise_split(r, args.before_grasp_s, reader.fps) for s, r in records.items()}
-    out = Path(args.out) if args.out is not None else Path(args.checkpoint) / "eval"
-    out.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"{dataset} has no non-recovery episodes in splits {config.splits}")
+    records: dict[str, list[dict[str, Any]]] = {s: [] for s in config.splits}
+    total, done = sum(len(v) for v in chosen.values()), 0
+    for split, idx in chosen.items():
+        for i in idx:
+            videos = {image_key(c): reader.video(i, c) for c in runner.camera_names}
+            if callable(getattr(runner, "reset", None)):
+                runner.reset(config.seed * 1_000_003 + i)  # a sampling policy's noise
+            rec = episode_open_loop(runner, reader.frames(i), videos, reader.fps,
+                                    config.before_grasp_s)  # fmt: skip
+            rec.update(episode=i, cluster=episodes[i].get("cluster_id"))
+            records[split].append(rec)
+            done += 1
+            if progress:
+                progress(ProgressEvent("open loop", done, total, f"{split} episode {i}"))
+    summary = {s: summarise_split(r, config.before_grasp_s, reader.fps) for s, r in records.items()}
+    out = config.out_dir
     plot = plot_open_loop(summary, reader.fps, out / "open_loop.png",
-                          f"open loop: {args.checkpoint} on {dataset}")  # fmt: skip
-    result = {
-        "checkpoint": str(args.checkpoint),
-        "dataset": str(dataset),
-        "fps": reader.fps,
-        "before_grasp_s": list(args.before_grasp_s),
-        "noise_scale": args.noise_scale,
-        "splits": summary,
-        "verdict": verdict(summary),
-        "plot": str(plot),
-        "results_file": str(out / "open_loop.json"),
-    }
+                          f"open loop: {config.checkpoint} on {dataset}")  # fmt: skip
     per_episode = {s: [{k: v for k, v in r.items() if k != "anchors"} | {
         "err_at_grasp_deg": [a["err_at_grasp_deg"] for a in r["anchors"]]} for r in recs]
         for s, recs in records.items()}  # fmt: skip
-    tmp = out / "open_loop.json.tmp"
-    tmp.write_text(json.dumps(result | {"episodes": per_episode}, indent=1))
-    tmp.replace(out / "open_loop.json")
-    return result
-
-
-def _torch_runner(args: OpenLoopArgs):
-    from edgevla.eval.parallel import RunnerSpec
-
-    return RunnerSpec("checkpoint", Path(args.checkpoint), max(1, args.threads),
-                      args.noise_scale).build()  # fmt: skip
-
-
-def run_open_loop(args: OpenLoopArgs) -> dict[str, Any]:
-    result = open_loop(args, quiet=args.json)
-    if args.json:
-        emit_json(result)
-        return result
-    rows, names = [], []
-    for split, s in result["splits"].items():
-        if not s.get("episodes"):
-            continue
-        names, g = list(s["mean_abs_deg"]), s["at_grasp"]
-        pan_at = []  # the first joint (the pan) at the grasp: where a one-sided miss shows
-        for t in result["before_grasp_s"]:
-            a = g.get(f"{t:g}")
-            pan_at.append("-" if a is None else
-                          f"{a['mean_deg'][names[0]]:+.1f} / {a['mean_abs_deg'][names[0]]:.1f}")  # fmt: skip
-        rows.append([split, s["episodes"], s["arm_mean_abs_deg"],
-                     *s["mean_abs_deg"].values(), *pan_at])  # fmt: skip
-    cols = ["Split", "Episodes", "Arm |err| (deg)", *names,
-            *(f"{names[0] if names else 'pan'} at grasp, {t:g} s ahead: mean / abs"
-              for t in result["before_grasp_s"])]  # fmt: skip
-    console.print(table("edgevla eval open-loop: chunk vs recorded actions (deg)", cols, rows))
-    console.print(result["verdict"])
-    console.print(f"plot: {result['plot']}\nresults: {result['results_file']}")
+    result = OpenLoopResult(
+        checkpoint=config.checkpoint, dataset=Path(dataset), fps=reader.fps,
+        before_grasp_s=tuple(config.before_grasp_s), noise_scale=config.noise_scale,
+        splits=summary, verdict=verdict(summary), plot=plot,
+        results_file=out / "open_loop.json", episodes=per_episode,
+    )  # fmt: skip
+    write_json_atomic(result.results_file, result.to_dict() | {"episodes": per_episode}, indent=1)
     return result

@@ -2,7 +2,8 @@
 policy runner built once, so a 30-episode evaluation uses both cores of the board-class CPU.
 
 Workers receive a picklable `RunnerSpec` (how to build the runner) rather than the runner
-itself: models and renderers do not cross process boundaries.
+itself: models and renderers do not cross process boundaries. Results come back as
+`EpisodeOutcome` dataclasses; `to_dict()` is the flat row results.json holds.
 """
 
 from __future__ import annotations
@@ -10,33 +11,41 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgevla_runtime.control.config import ControlConfig
+from edgevla_runtime.control.metrics import EpisodeResult
 
 from edgevla.eval.protocol import EvalEpisode
 
 
 @dataclass(frozen=True)
 class RunnerSpec:
-    """What to run: a training checkpoint (torch) today; ONNX bundles implement the same."""
+    """What to run: a training checkpoint (PyTorch) or an exported bundle (ONNX Runtime)."""
 
-    kind: str  # "checkpoint"
+    kind: str  # "checkpoint" | "bundle"
     path: Path
     threads: int = 1
     noise_scale: float = 1.0  # a sampling policy's initial noise (TorchPolicyRunner)
 
     def build(self):
-        if self.kind == "checkpoint":
-            import torch
+        from edgevla.policies.runner import load_runner
 
-            torch.set_num_threads(self.threads)
-            from edgevla.policies.runner import TorchPolicyRunner
+        return load_runner(self.path, self.threads, self.noise_scale)
 
-            return TorchPolicyRunner.from_checkpoint(self.path, noise_scale=self.noise_scale)
-        raise ValueError(f"unknown runner kind {self.kind!r}")
+    @classmethod
+    def of(cls, folder: Path, threads: int = 1, noise_scale: float = 1.0) -> RunnerSpec:
+        """A bundle (it has manifest.json) or a checkpoint folder."""
+        kind = "bundle" if is_bundle(folder) else "checkpoint"
+        return cls(kind, Path(folder), threads, noise_scale)
+
+
+def is_bundle(folder: Path) -> bool:
+    from edgevla_runtime.bundle import MANIFEST
+
+    return (Path(folder) / MANIFEST).is_file()
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,55 @@ class EnvSpec:
     episode_time_s: float
 
 
+@dataclass
+class EpisodeOutcome:
+    """One evaluation episode: which rollout it was, what the control loop measured, and how
+    the scene ended (edgevla.sim.outcome.OutcomeTracker)."""
+
+    set: str  # "test" | "val"
+    position: int  # plan index of the start position
+    cluster: int
+    repeat: int
+    seed: int
+    key: str  # EvalEpisode.key
+    control: EpisodeResult  # with its per-tick traces
+    outcome: str  # one of edgevla.sim.outcome.OUTCOMES
+    bag_max_lift_m: float = 0.0
+    bag_to_mug_m: float | None = None
+    grasps: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return self.control.success
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat row of results.json: the loop's metrics (traces included), the outcome,
+        then the rollout's identity."""
+        out = self.control.to_dict(traces=True)
+        out.update(outcome=self.outcome, bag_max_lift_m=self.bag_max_lift_m,
+                   bag_to_mug_m=self.bag_to_mug_m, grasps=self.grasps)  # fmt: skip
+        out.update(set=self.set, position=self.position, cluster=self.cluster,
+                   repeat=self.repeat, seed=self.seed, key=self.key)  # fmt: skip
+        return out
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> EpisodeOutcome:
+        """Inverse of to_dict (a row read back from results.json or the progress file)."""
+        nan = float("nan")
+        names = EpisodeResult.__dataclass_fields__
+        control = {k: row[k] for k in names if k in row}
+        for k in ("latency_p50_s", "latency_p95_s", "latency_max_s"):  # to_dict wrote NaN as null
+            if control.get(k) is None:
+                control[k] = nan
+        return cls(
+            set=row["set"], position=int(row["position"]), cluster=int(row["cluster"]),
+            repeat=int(row["repeat"]), seed=int(row["seed"]), key=row["key"],
+            control=EpisodeResult(**control), outcome=row["outcome"],
+            bag_max_lift_m=row.get("bag_max_lift_m", 0.0), bag_to_mug_m=row.get("bag_to_mug_m"),
+            grasps=list(row.get("grasps") or []),
+        )  # fmt: skip
+
+
 _worker: dict[str, Any] = {}
 
 
@@ -55,6 +113,23 @@ def _init_worker(runner_spec: RunnerSpec, env_spec: EnvSpec) -> None:
 
     _worker["runner"] = runner_spec.build()
     _worker["env"] = TeaBagMugEnv(env_spec.scene, max_episode_s=env_spec.episode_time_s)
+
+
+def _init_pool_worker(runner_spec: RunnerSpec, env_spec: EnvSpec) -> None:
+    """A worker process leaves Ctrl-C to the parent, which stops the pool (and says so once)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(runner_spec, env_spec)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the worker processes now: an interrupted evaluation should stop at once (their
+    running episodes are lost; the finished ones were already handed to on_done).
+    ProcessPoolExecutor has no public way to do this before Python 3.14 (terminate_workers)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
 
 
 def _check_compatible(runner, env, control: ControlConfig | None = None) -> None:
@@ -97,7 +172,7 @@ class _Observed:
         return out
 
 
-def _run_one(episode: EvalEpisode, control: ControlConfig) -> dict[str, Any]:
+def _run_one(episode: EvalEpisode, control: ControlConfig) -> EpisodeOutcome:
     from edgevla_runtime.control.loop import run_episode
 
     env, runner = _worker["env"], _worker["runner"]
@@ -111,19 +186,20 @@ def _run_one(episode: EvalEpisode, control: ControlConfig) -> dict[str, Any]:
         seed=episode.seed,
         reset_options={"start_state": episode.planned.start_state()},
     )
-    out = result.to_dict(traces=True)
-    out.update(observed.tracker.outcome())
+    seen = observed.tracker.outcome()
     # Both read env.is_success() after the last step, so they agree unless the loop ended the
     # episode another way (an inference error fails it): the loop's verdict stands.
-    if out["success"]:
-        out["outcome"] = "success"
-    elif out["outcome"] == "success":
-        out["outcome"] = "in_mug_not_released"
-    out.update(
-        {"set": episode.set, "position": episode.planned.index, "cluster": episode.planned.cluster,
-         "repeat": episode.repeat, "seed": episode.seed, "key": episode.key}
+    outcome = seen["outcome"]
+    if result.success:
+        outcome = "success"
+    elif outcome == "success":
+        outcome = "in_mug_not_released"
+    return EpisodeOutcome(
+        set=episode.set, position=episode.planned.index, cluster=episode.planned.cluster,
+        repeat=episode.repeat, seed=episode.seed, key=episode.key, control=result,
+        outcome=outcome, bag_max_lift_m=seen["bag_max_lift_m"], bag_to_mug_m=seen["bag_to_mug_m"],
+        grasps=list(seen["grasps"]),
     )  # fmt: skip
-    return out
 
 
 def run_parallel(
@@ -132,11 +208,16 @@ def run_parallel(
     env_spec: EnvSpec,
     control: ControlConfig,
     workers: int | None = None,
-    on_done: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Results in the order of `episodes`. workers=1 runs in this process (no pickling)."""
+    on_done: Callable[[EpisodeOutcome], None] | None = None,
+) -> list[EpisodeOutcome]:
+    """Results in the order of `episodes`. workers=1 runs in this process (no pickling).
+
+    on_done sees each episode as it finishes (in finishing order). An exception from it or a
+    Ctrl-C cancels the episodes not yet started and is raised: finished ones were seen."""
+    if not episodes:
+        return []
     workers = workers or min(len(episodes), os.cpu_count() or 1)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, EpisodeOutcome] = {}
     if workers <= 1:
         _init_worker(runner_spec, env_spec)
         for ep in episodes:
@@ -148,19 +229,26 @@ def run_parallel(
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")  # fork after torch/EGL initialisation is not safe
-        with ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(runner_spec, env_spec)
-        ) as pool:
+        pool = ProcessPoolExecutor(
+            min(workers, len(episodes)), mp_context=ctx, initializer=_init_pool_worker,
+            initargs=(runner_spec, env_spec),
+        )  # fmt: skip
+        try:
             futures = {pool.submit(_run_one, ep, control): ep for ep in episodes}
             for fut in as_completed(futures):
                 r = fut.result()
-                results[r["key"]] = r
+                results[r.key] = r
                 if on_done:
                     on_done(r)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
     return [results[ep.key] for ep in episodes]
 
 
-def iter_sets(results: list[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def iter_sets(results: list[EpisodeOutcome]) -> Iterator[tuple[str, list[EpisodeOutcome]]]:
     for name in ("test", "val"):
-        yield name, [r for r in results if r["set"] == name]
+        yield name, [r for r in results if r.set == name]
     yield "global", results

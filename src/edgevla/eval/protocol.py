@@ -59,7 +59,7 @@ def positions_seen_in_training(
     start_pose / split columns, are skipped (nothing can be said about them)."""
     import numpy as np
 
-    from edgevla.dataset.reader import LeRobotDatasetReader
+    from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 
     starts = []
     for root in dataset_roots:

@@ -9,34 +9,35 @@ import numpy as np
 from edgevla_runtime.control.metrics import EpisodeResult
 
 from edgevla.dataset.plan import Plan, draw_workspace
-from edgevla.eval.parallel import iter_sets
+from edgevla.eval.parallel import EpisodeOutcome, iter_sets
+from edgevla.figures import pyplot, save_png
 
 
-def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Success per set and the control metrics, for one policy/format/mode."""
+def summarise(results: list[EpisodeOutcome]) -> dict[str, Any]:
+    """Success per set and the control metrics, for one policy/format/mode (the "modes"
+    entries of results.json)."""
     out: dict[str, Any] = {}
     for name, rs in iter_sets(results):
         n = len(rs)
-        out[f"success_{name}"] = float(np.mean([r["success"] for r in rs])) if n else None
+        out[f"success_{name}"] = float(np.mean([r.success for r in rs])) if n else None
         out[f"n_{name}"] = n
-    ok = [r for r in results if r["success"]]
-    lat = [x for r in results for x in r.get("latencies_s", [])]
+    loop = [r.control for r in results]
+    ok = [c for c in loop if c.success]
+    lat = [x for c in loop for x in c.latencies_s]
     out.update(
         {
             "latency_p50_s": float(np.median(lat)) if lat else None,
             "latency_p95_s": float(np.percentile(lat, 95)) if lat else None,
-            "completion_time_s": float(np.mean([r["completion_time_s"] for r in ok]))
-            if ok
-            else None,
-            "idle_fraction": float(np.mean([r["idle_fraction"] for r in results])),
-            "idle_fraction_running": float(np.mean([r["idle_fraction_running"] for r in results])),
-            "underruns": int(sum(r["underruns"] for r in results)),
-            "boundary_accel_max": float(np.max([r["boundary_accel_max"] for r in results])),
-            "boundary_accel_mean": float(np.mean([r["boundary_accel_max"] for r in results])),
-            "inferences": int(sum(r["inference_count"] for r in results)),
-            "errors": [r["error"] for r in results if r.get("error")],
+            "completion_time_s": float(np.mean([c.completion_time_s for c in ok])) if ok else None,
+            "idle_fraction": float(np.mean([c.idle_fraction for c in loop])),
+            "idle_fraction_running": float(np.mean([c.idle_fraction_running for c in loop])),
+            "underruns": int(sum(c.underruns for c in loop)),
+            "boundary_accel_max": float(np.max([c.boundary_accel_max for c in loop])),
+            "boundary_accel_mean": float(np.mean([c.boundary_accel_max for c in loop])),
+            "inferences": int(sum(c.inference_count for c in loop)),
+            "errors": [c.error for c in loop if c.error],
             "outcomes": outcome_counts(results),
-            "first_grasp": first_grasp_summary(results),
+            "first_grasp": first_grasp_summary([r.grasps for r in results]),
         }
     )
     return out
@@ -49,18 +50,20 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 ON_TARGET_M = 0.015
 
 
-def first_grasp_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+def first_grasp_summary(grasps: list[list[dict[str, float]]]) -> dict[str, Any]:
     """Where the first grasp of each episode closed, relative to the bag (sim.outcome.grasp_offset).
+
+    grasps: each episode's grasps, in order (EpisodeOutcome.grasps); only the first counts.
 
     {"n_on_target", "n_off_target", "n_never_closed", and over the off-target grasps the median
     "off_distance_m" and median "off_radial_m" / "off_tangential_m" / "off_height_m"} : a
     systematic miss (all to one side) shows as a median far from zero in one direction."""
-    firsts = [r["grasps"][0] for r in results if r.get("grasps")]
+    firsts = [g[0] for g in grasps if g]
     off = [g for g in firsts if np.hypot(g["radial_m"], g["tangential_m"]) > ON_TARGET_M]
     out: dict[str, Any] = {
         "n_on_target": len(firsts) - len(off),
         "n_off_target": len(off),
-        "n_never_closed": sum(1 for r in results if "grasps" in r and not r["grasps"]),
+        "n_never_closed": sum(1 for g in grasps if not g),
     }
     if off:
         out["off_distance_m"] = float(
@@ -83,14 +86,10 @@ def fmt_first_grasp(s: dict[str, Any]) -> str:
     return text + f", {s['n_never_closed']} never closed"
 
 
-def plot_first_grasps(results: list[dict[str, Any]], path: str | Path, title: str) -> Path:
+def plot_first_grasps(results: list[EpisodeOutcome], path: str | Path, title: str) -> Path:
     """Scatter of each episode's first grasp, tool point relative to the bag (radial across,
     tangential up, cm), marked by how the episode ended; the bag's footprint for scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     from edgevla.sim.outcome import OUTCOMES
     from edgevla.sim.scene import BAG_HALF_SIZE
 
@@ -100,7 +99,7 @@ def plot_first_grasps(results: list[dict[str, Any]], path: str | Path, title: st
     ax.add_patch(plt.Circle((0, 0), 100 * ON_TARGET_M, fill=False, color="g", label="on target"))
     markers = dict(zip(OUTCOMES, ("o", "x", "v", "s", "D"), strict=True))
     for kind in OUTCOMES:
-        pts = [r["grasps"][0] for r in results if r.get("outcome") == kind and r.get("grasps")]
+        pts = [r.grasps[0] for r in results if r.outcome == kind and r.grasps]
         if pts:
             ax.scatter([100 * g["radial_m"] for g in pts], [100 * g["tangential_m"] for g in pts],
                        marker=markers[kind], label=f"{kind} ({len(pts)})")  # fmt: skip
@@ -116,11 +115,11 @@ def plot_first_grasps(results: list[dict[str, Any]], path: str | Path, title: st
     return _save(fig, path)
 
 
-def outcome_counts(results: list[dict[str, Any]]) -> dict[str, int]:
+def outcome_counts(results: list[EpisodeOutcome]) -> dict[str, int]:
     """How the episodes ended (edgevla.sim.outcome.OUTCOMES), in that order, zeros left out."""
     from edgevla.sim.outcome import OUTCOMES
 
-    counts = {k: sum(r.get("outcome") == k for r in results) for k in OUTCOMES}
+    counts = {k: sum(r.outcome == k for r in results) for k in OUTCOMES}
     return {k: v for k, v in counts.items() if v}
 
 
@@ -129,22 +128,18 @@ def fmt_outcomes(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items() if k != "success") or "none"
 
 
-def per_cluster(results: list[dict[str, Any]]) -> dict[int, float]:
+def per_cluster(results: list[EpisodeOutcome]) -> dict[int, float]:
     by: dict[int, list[bool]] = {}
     for r in results:
-        by.setdefault(int(r["cluster"]), []).append(bool(r["success"]))
+        by.setdefault(int(r.cluster), []).append(bool(r.success))
     return {c: float(np.mean(v)) for c, v in sorted(by.items())}
 
 
 def plot_cluster_map(
-    plan: Plan, results: list[dict[str, Any]], path: str | Path, title: str
+    plan: Plan, results: list[EpisodeOutcome], path: str | Path, title: str
 ) -> Path:
     """Clusters coloured by success rate (red 0 -> green 1), each position marked pass/fail."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rates = per_cluster(results)
     cmap = plt.get_cmap("RdYlGn")
     fig, ax = plt.subplots(figsize=(7, 6.2))
@@ -156,9 +151,9 @@ def plot_cluster_map(
     positions = {e.index: e for e in plan.test}
     val_positions = {e.index: e for e in plan.val}
     for r in results:
-        e = (positions if r["set"] == "test" else val_positions).get(r["position"])
+        e = (positions if r.set == "test" else val_positions).get(r.position)
         if e is not None:
-            ax.plot(*e.bag_xy, "o" if r["success"] else "x", color="k", ms=4)
+            ax.plot(*e.bag_xy, "o" if r.success else "x", color="k", ms=4)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
     fig.colorbar(sm, ax=ax, label="success rate", shrink=0.8)
     ax.set_title(
@@ -168,15 +163,9 @@ def plot_cluster_map(
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Write a figure as PNG (folders created) and free it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Lay out, write as PNG (folders created) and free a figure."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def fmt_rate(x: float | None) -> str:
@@ -195,15 +184,8 @@ def plot_queue_size(
     Reading it: a saw-tooth that never touches zero is healthy async control; flat stretches at
     zero are underruns (async) or waits (sync); the dotted line is where requests are sent.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(len(result.queue_sizes)) / result.fps  # (T,) seconds
-    fig = Figure(figsize=(8, 3.2), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = pyplot().subplots(figsize=(8, 3.2))
     ax.step(t, result.queue_sizes, where="post", lw=1.2, label="queue size")
     trig = np.asarray(result.trigger_sizes, dtype=np.float64)
     if trig.size and np.isfinite(trig).any():
@@ -225,5 +207,4 @@ def plot_queue_size(
     )
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_png(fig, path, dpi=110)

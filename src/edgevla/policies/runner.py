@@ -120,3 +120,14 @@ class TorchPolicyRunner:
             chunk = self.policy.predict_action_chunk(batch)  # (1, C, A) normalised
         chunk = self.normalizer.unnormalize({ACTION_KEY: chunk})[ACTION_KEY]
         return chunk[0].numpy().astype(np.float32)
+
+
+def load_runner(folder: str | Path, threads: int = 1, noise_scale: float = 1.0):
+    """A PolicyRunner for a folder: an exported bundle (it has manifest.json) runs in ONNX
+    Runtime, a checkpoint folder in PyTorch (with `threads` intra-op threads either way)."""
+    from edgevla_runtime.bundle import MANIFEST, BundleRunner
+
+    if (Path(folder) / MANIFEST).is_file():
+        return BundleRunner(folder, threads=threads, noise_scale=noise_scale)
+    torch.set_num_threads(threads)
+    return TorchPolicyRunner.from_checkpoint(folder, noise_scale=noise_scale)
