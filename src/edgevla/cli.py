@@ -40,6 +40,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("export",): ("export", "split a checkpoint into stages, export each to ONNX (a bundle), check parity with PyTorch"),
     ("quantize",): ("quantize", "a bundle at a precision plan (int8 dynamic / static QDQ per stage), with the action error it costs"),
     ("sensitivity",): ("sensitivity", "where quantisation error comes from: each stage alone at each precision, the expert step by step"),
+    ("serve",): ("serve", "answer observation -> action chunk for robots on the network (websocket + msgpack, no pickle)"),
     ("schedule",): ("schedule", "does T_inference < T_execution hold for a latency, fps, chunk, threshold"),
     ("bench", "async"): ("bench_async", "sync vs async vs auto at the paper's latencies (virtual clock)"),
     ("bench", "latency"): ("bench_latency", "inference latency: a checkpoint in PyTorch vs bundles in ONNX Runtime, per stage"),
@@ -95,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = load(words)
         args = tyro.cli(module.Args, args=rest, prog=name, description=COMMANDS[words][1])
         return int(module.run(args) or 0)
+    except BrokenPipeError:  # `edgevla ... | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         if debug:
             raise

@@ -1,4 +1,5 @@
-"""The runtime is what goes on the board: standard library and numpy only.
+"""The runtime is what goes on the board: the standard library, numpy, ONNX Runtime, and
+msgpack + websockets for the remote client; never torch, MuJoCo, matplotlib or edgevla.
 
 Two checks: every module's imports (parsed, so a lazy import inside a function counts too), and
 a real control episode in a fresh interpreter where torch, MuJoCo, matplotlib and rich cannot be
@@ -18,6 +19,8 @@ PACKAGE_DIR = Path(edgevla_runtime.__file__).parent
 ALLOWED_TOP = set(sys.stdlib_module_names) | {
     "numpy",
     "onnxruntime",
+    "msgpack",
+    "websockets",
     "__future__",
     "edgevla_runtime",
 }

@@ -45,7 +45,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgevla-runtime", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="drive a robot in real time with an exported bundle")
-    run.add_argument("--bundle", required=True, help="a bundle folder from `edgevla export`")
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bundle", help="a bundle folder from `edgevla export`, run here")
+    where.add_argument("--remote", help="HOST:PORT of `edgevla serve`, run there")
+    run.add_argument("--token", default=None, help="the server's shared token (off loopback)")
     run.add_argument("--robot", default="sim", help="a registered robot name (default: sim)")
     run.add_argument("--seconds", type=float, default=20.0, help="how long to run")
     run.add_argument("--fps", type=float, default=None, help="control rate (default: the bundle's)")
@@ -77,11 +80,19 @@ def _ms(x) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        from edgevla_runtime.bundle import BundleRunner
         from edgevla_runtime.robot import Interrupted, drive
 
-        runner = BundleRunner(args.bundle, threads=args.threads)
-        fps = args.fps or runner.manifest.fps or 30.0
+        if args.remote:
+            from edgevla_runtime.remote import RemoteRunner
+
+            runner = RemoteRunner(args.remote, token=args.token, timeout_s=args.timeout)
+            trained_fps = runner.fps
+        else:
+            from edgevla_runtime.bundle import BundleRunner
+
+            runner = BundleRunner(args.bundle, threads=args.threads)
+            trained_fps = runner.manifest.fps
+        fps = args.fps or trained_fps or 30.0
         threshold = args.threshold if args.threshold == "auto" else float(args.threshold)
         config = ControlConfig(
             mode="async", chunk_size_threshold=threshold, aggregate_fn_name=args.aggregate,
@@ -97,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgevla-runtime run: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     s = summary(result)
+    if args.remote:
+        s.update(runner.timing())
+        s["reconnects"] = runner.reconnects
     if args.json:
         print(json.dumps(s))
         return 0
@@ -110,8 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("faults held (ticks)", f"{s['faults']} ({s['fault_ticks']})"),
         ("task success (robot's report)", str(s["success"])),
     ]  # fmt: skip
+    if args.remote:
+        rows.append(("round trip = inference + network, p50", f"{_ms(s['round_trip_p50_s'])} = "
+                     f"{_ms(s['server_inference_p50_s'])} + {_ms(s['network_p50_s'])}"))  # fmt: skip
     width = max(len(k) for k, _ in rows)
-    print(f"edgevla-runtime run: {args.bundle} on {args.robot}")
+    print(f"edgevla-runtime run: {args.bundle or args.remote} on {args.robot}")
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
     for message in s["fault_messages"] or []:
