@@ -74,3 +74,20 @@ def test_bench_latency_times_pytorch_and_the_bundle(bundle, capsys) -> None:
     assert [r["format"] for r in rows] == ["PyTorch", "ONNX Runtime"]
     assert all(r["p50_s"] > 0 for r in rows)
     assert set(rows[1]["stages_p50_s"]) == {"vision", "transformer"}
+
+
+def test_int4_weights_for_the_transformer(bundle, tmp_path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("transformer: int4-weights\n'*': fp32\n")
+    result = quantize_bundle(
+        QuantizeConfig(bundle=bundle, out=tmp_path / "q", plan=str(plan), calibration_observations=1,
+                       eval_observations=2)
+    )  # fmt: skip
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q" / "transformer.onnx")).graph.node}
+    assert "MatMulNBits" in ops  # 4-bit weights really are in the graph
+    assert result.plan == {"vision": "fp32", "transformer": "int4-weights"}
+    assert 0 < result.action_error_max < 0.5
+    fp32_size = (bundle / "transformer.onnx").stat().st_size
+    assert result.sizes_bytes["transformer"] < fp32_size / 2

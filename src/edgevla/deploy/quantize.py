@@ -8,6 +8,9 @@ A plan is data: {stage name or "*": precision}. Precisions:
     int8-static   QDQ: weights int8 per channel, activations uint8 with ranges calibrated on
                   stage inputs from rendered observations (`calibration`: minmax | entropy |
                   percentile)
+    int4-weights  MatMul weights 4-bit in blocks of 32 (ONNX Runtime's MatMulNBits), activations
+                  fp32: a quarter of the memory traffic for the transformer layers, no
+                  calibration; Conv layers stay fp32
 Named plans (`PLANS`): fp32, int8-all (dynamic everywhere), int8-static-all, selective (the
 vision stage low, everything after it fp32: the paper's choice of where precision is cheap).
 A plan can also be a YAML or JSON file holding the mapping, or "auto" with a budget: every
@@ -37,7 +40,8 @@ from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 
-PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
+PRECISIONS = ("fp32", "int8-dynamic", "int8-static", "int4-weights")
+INT4_BLOCK_SIZE = 32
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 PLANS: dict[str, dict[str, str]] = {
     "fp32": {"*": "fp32"},
@@ -351,6 +355,15 @@ def _quantize(src: Path, dst: Path, precision: str, feeds, calibration: str) -> 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if precision == "int4-weights":
+            import onnx
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=INT4_BLOCK_SIZE,
+                                             is_symmetric=True)  # fmt: skip
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(dst))
+            return
         if precision == "int8-dynamic":
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True)
             return
