@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from edgevla.errors import (
@@ -77,10 +78,17 @@ def load(words: tuple[str, ...]):
     return importlib.import_module(f"edgevla.commands.{COMMANDS[words][0]}")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    """Warnings for people: 'warning: <text>' (the source line only with --debug)."""
+    return f"warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("EDGEVLA_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
+    if not debug:
+        warnings.formatwarning = _one_line_warning
     found = resolve(argv)
     if found is None:
         asked_for_help = not argv or argv[0] in ("-h", "--help")
@@ -109,10 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_BAD_INPUT)
-    except Exception as exc:  # a bug: one line, and how to see more
+    except Exception as exc:
         if debug:
             raise
-        print(
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int):  # an error that says how it ends (a video that failed): one line
+            print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
+            return code
+        print(  # a bug: one line, and how to see more
             f"{name}: internal error: {type(exc).__name__}: {one_line(exc)} "
             "(rerun with --debug for the traceback, and please report it)",
             file=sys.stderr,

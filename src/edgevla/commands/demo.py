@@ -1,15 +1,33 @@
-"""`edgevla demo` (arguments and printing still live in edgevla.demo; moving here)."""
+"""`edgevla demo` (what `make demo` runs): the whole pipeline as far as it is built."""
 
 from __future__ import annotations
 
-from edgevla.demo import DemoArgs as Args
-from edgevla.demo import run as _run
+from dataclasses import dataclass, fields
+
+from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.demo import DemoConfig, run_demo
+
+
+@dataclass(frozen=True)
+class Args(DemoConfig):
+    """Run every built stage of the pipeline on small defaults."""
+
+    json: bool = False
 
 
 def run(args: Args) -> int:
-    result = _run(args)
-    code = result.get("exit_code") if isinstance(result, dict) else getattr(result, "exit_code", 0)
-    return int(code or 0)
+    config = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})
 
+    def announce(title: str) -> None:
+        if not args.json:
+            console.rule(f"[bold]{title}")
 
-__all__ = ["Args", "run"]
+    with progress_bar(quiet=args.json) as report:
+        result = run_demo(config, progress=report, announce=announce)
+    if args.json:
+        emit_json(result.stages)
+    else:
+        console.print(
+            table("edgevla demo: pipeline summary", ["stage", "result", "output"], result.rows)
+        )
+    return 0

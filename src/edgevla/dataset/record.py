@@ -105,6 +105,7 @@ class RecordResult:
     episodes_already_done: int
     episodes_recorded: int = 0
     re_recorded_failures: int = 0
+    video_encode_retries: int = 0  # encodings retried after a stuck encoder
     episodes_given_up: list[int] = field(default_factory=list)
     frames: int = 0
     wall_s: float = 0.0
@@ -124,6 +125,7 @@ class RecordResult:
             "episodes_already_done": self.episodes_already_done,
             "episodes_recorded": self.episodes_recorded,
             "re_recorded_failures": self.re_recorded_failures,
+            "video_encode_retries": self.video_encode_retries,
             "episodes_given_up": list(self.episodes_given_up),
             "frames": self.frames,
             "wall_s": self.wall_s,
@@ -302,6 +304,7 @@ def record(config: RecordConfig, progress: ProgressFn | None = None) -> RecordRe
         if result.complete:
             writer.finalize()
     finally:
+        result.video_encode_retries = writer.encode_retries
         writer.close()
         env.close()
     result.wall_s = time.perf_counter() - t0

@@ -65,7 +65,13 @@ AV1_ENCODERS: tuple[str, ...] = ("libsvtav1", "libaom-av1", "librav1e")
 
 
 class VideoError(RuntimeError):
-    """A video file could not be written, read, or does not hold what the metadata says."""
+    """A video file could not be written, read, or does not hold what the metadata says.
+
+    exit_code: the command floor prints any error carrying one as one line with that status
+    (1: the run happened and could not finish). Not an edgevla.errors class on purpose: this
+    module also runs as the encoder worker, which imports numpy and PyAV only."""
+
+    exit_code = 1
 
 
 @functools.cache

@@ -52,9 +52,10 @@ def write_episode_files(
     episode_index: int,
     task: str,
     metadata: Mapping[str, Any],
-) -> None:
+) -> int:
     """Fill `directory` with one episode (arrays already checked by spec.check_frames).
-    The manifest is written last; the caller makes the directory durable and publishes it."""
+    The manifest is written last; the caller makes the directory durable and publishes it.
+    Returns how many video encodings had to be retried (a stuck encoder, see video.py)."""
     length = len(arrays[STATE_KEY])
     t = np.arange(length)
     table = pa.table(
@@ -68,9 +69,12 @@ def write_episode_files(
     )
     pq.write_table(table, directory / DATA_FILE)
     image_stats = {}
+    retries = 0
     for key in spec.video_keys:
         path = video_file(directory, key)
-        encode_video(arrays[key], path, spec.fps, spec.video)
+        encoded = encode_video(arrays[key], path, spec.fps, spec.video,
+                               what=f"episode {episode_index}, camera {key}")  # fmt: skip
+        retries += encoded.retries
         got = probe_video(path).frames
         if got != length:
             raise RuntimeError(f"encoder wrote {got} frames for {key}, expected {length}")
@@ -85,6 +89,7 @@ def write_episode_files(
         "files": {p.name: p.stat().st_size for p in sorted(directory.iterdir())},
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return retries
 
 
 def read_manifest(episode_dir: Path) -> dict[str, Any]:

@@ -90,6 +90,7 @@ class LeRobotDatasetWriter:
         self._lock_fd: int | None = lock_fd
         self._finalized: set[int] = set()
         self._staged: set[int] = set()
+        self.encode_retries = 0  # video encodings retried after a stuck encoder (video.py)
         self._recover()
 
     # ------------------------------------------------------------------ opening
@@ -300,7 +301,9 @@ class LeRobotDatasetWriter:
         tmp.mkdir(parents=True)
         final = self.root / layout.STAGED_EPISODES_DIR / name
         try:
-            staging.write_episode_files(tmp, self.spec, arrays, episode_index, task, meta)
+            self.encode_retries += staging.write_episode_files(
+                tmp, self.spec, arrays, episode_index, task, meta
+            )
             fsync_tree(tmp)
             os.rename(tmp, final)  # the commit: atomic, and fails if final exists
         except BaseException:
