@@ -64,7 +64,8 @@ def test_eval_prints_the_table_and_json(tiny_recording, tiny_checkpoint, tmp_pat
     result = json.loads(capsys.readouterr().out)
     assert result["table"][0]["mode"] == "async" and result["results_file"].endswith("results.json")
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert set(saved) == {"checkpoint", "plan", "fps", "noise_scale", "perturbation", "modes",
+    # the keys results.json always had, plus "format" (PyTorch FP32 or ONNX <precisions>)
+    assert set(saved) == {"checkpoint", "format", "plan", "fps", "noise_scale", "perturbation", "modes",
                           "positions_seen_in_training", "episodes"}  # fmt: skip
 
 
