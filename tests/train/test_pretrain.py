@@ -9,12 +9,12 @@ import torch
 from safetensors.torch import load_file
 
 from edgevla.errors import BadInput
+from edgevla.policies.act.config import BACKBONE_FILE
 from edgevla.sim.kinematics import forward_tcp
 from edgevla.sim.scenes import LABEL_NAMES, sample_scene
 from edgevla.train.config import TrainConfig
 from edgevla.train.loop import train
 from edgevla.train.pretrain import (
-    BACKBONE_FILE,
     INFO_FILE,
     LOG_FILE,
     PretrainConfig,
@@ -81,7 +81,7 @@ def test_pretrain_learns_and_its_trunk_starts_an_act_run(tiny_recording, tmp_pat
 
 
 def test_smolvla_vision_pretrains_and_starts_a_smolvla_run(tiny_recording, tmp_path):
-    from edgevla.train.pretrain import VISION_FILE
+    from edgevla.policies.smolvla.config import VISION_FILE
 
     _, ds = tiny_recording
     out = tmp_path / "pre"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from edgevla.commands import config_from
 from edgevla.console import console, emit_json, progress_bar, table
 from edgevla.demo import DemoConfig, run_demo
 
@@ -16,7 +17,7 @@ class Args(DemoConfig):
 
 
 def run(args: Args) -> int:
-    config = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})
+    config = config_from(args, DemoConfig)
 
     def announce(title: str) -> None:
         if not args.json:

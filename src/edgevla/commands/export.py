@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from edgevla.commands import config_from
 from edgevla.console import console, emit_json, progress_bar, table
 from edgevla.deploy.export import ExportConfig, export_bundle
 
@@ -19,7 +20,7 @@ class Args(ExportConfig):
 
 
 def run(args: Args) -> int:
-    config = ExportConfig(**{f.name: getattr(args, f.name) for f in fields(ExportConfig)})
+    config = config_from(args, ExportConfig)
     with progress_bar(quiet=args.json) as report:
         result = export_bundle(config, progress=report)
     if args.json:

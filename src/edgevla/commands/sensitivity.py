@@ -3,8 +3,9 @@ for a flow-matching expert the error after every denoising step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from edgevla.commands import config_from
 from edgevla.console import console, emit_json, progress_bar, table
 from edgevla.deploy.sensitivity import SensitivityConfig, sensitivity
 
@@ -20,7 +21,7 @@ class Args(SensitivityConfig):
 
 
 def run(args: Args) -> int:
-    config = SensitivityConfig(**{f.name: getattr(args, f.name) for f in fields(SensitivityConfig)})
+    config = config_from(args, SensitivityConfig)
     with progress_bar(quiet=args.json) as report:
         result = sensitivity(config, progress=report)
     if args.json:

@@ -4,8 +4,9 @@ msgpack with explicit numpy framing, never pickle)."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from edgevla.commands import config_from
 from edgevla.console import emit_json, err_console
 from edgevla.deploy.server import PolicyServer, ServeConfig, is_loopback
 
@@ -22,7 +23,7 @@ class Args(ServeConfig):
 
 
 def run(args: Args) -> int:
-    config = ServeConfig(**{f.name: getattr(args, f.name) for f in fields(ServeConfig)})
+    config = config_from(args, ServeConfig)
     server = PolicyServer(config)
     port = server.start()
     where = f"ws://{config.host}:{port}"

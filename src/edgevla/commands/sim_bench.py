@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from edgevla.commands import config_from
 from edgevla.console import console, emit_json, progress_bar, table
 from edgevla.sim.bench import SimBenchConfig, SimBenchResult, sim_bench
 
@@ -17,10 +18,6 @@ class Args(SimBenchConfig):
 
     def __post_init__(self) -> None:
         """Checked when run() builds the SimBenchConfig, so a bad value is one line (exit 2)."""
-
-
-def config_of(args: Args) -> SimBenchConfig:
-    return SimBenchConfig(**{f.name: getattr(args, f.name) for f in fields(SimBenchConfig)})
 
 
 def rows(result: SimBenchResult, config: SimBenchConfig) -> list[tuple[str, str, str]]:
@@ -43,7 +40,7 @@ def rows(result: SimBenchResult, config: SimBenchConfig) -> list[tuple[str, str,
 
 
 def run(args: Args) -> int:
-    config = config_of(args)
+    config = config_from(args, SimBenchConfig)
     with progress_bar(quiet=args.json) as report:
         result = sim_bench(config, progress=report)
     if args.json:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from edgevla.commands import config_from
 from edgevla.console import console, emit_json
 from edgevla.sim.snapshot import SnapshotConfig, snapshot
 
@@ -19,7 +20,7 @@ class Args(SnapshotConfig):
 
 
 def run(args: Args) -> int:
-    config = SnapshotConfig(**{f.name: getattr(args, f.name) for f in fields(SnapshotConfig)})
+    config = config_from(args, SnapshotConfig)
     result = snapshot(config)
     if args.json:
         emit_json(result.to_dict())

@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,10 +116,7 @@ def export_bundle(config: ExportConfig, progress: ProgressFn = no_progress) -> E
         # Parity on the deterministic path (zero noise): every stage and every Euler step.
         torch_runner = TorchPolicyRunner(policy, ckpt.normalizer(), noise_scale=0.0)
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.exporting"
-    work.mkdir()
-    try:
+    with bundle_being_written(out, "exporting") as work:
         specs = []
         for i, stage in enumerate(stages):
             progress(ProgressEvent("export", i, len(stages), stage.name))
@@ -150,12 +148,6 @@ def export_bundle(config: ExportConfig, progress: ProgressFn = no_progress) -> E
         }
         manifest = Manifest(**{**manifest.__dict__, "parity": parity_info})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     notes = []
     if ckpt.train_info.fps is None:
         notes.append("the checkpoint does not say what fps it learned at; the bundle has fps null")
@@ -170,6 +162,24 @@ def export_bundle(config: ExportConfig, progress: ProgressFn = no_progress) -> E
         seconds=time.perf_counter() - t0,
         warnings=notes,
     )
+
+
+@contextmanager
+def bundle_being_written(out: Path, verb: str):
+    """Yield a hidden folder beside `out` to write a bundle into; on success it replaces `out`
+    by a rename, on any error (or Ctrl-C) it is removed: a board never sees half a bundle."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.{verb}"
+    work.mkdir()
+    try:
+        yield work
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def _export_onnx(stage, path: Path) -> None:

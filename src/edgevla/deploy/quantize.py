@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,7 +154,7 @@ class QuantizeResult:
 
 
 def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) -> QuantizeResult:
-    from edgevla.deploy.export import sim_observations
+    from edgevla.deploy.export import bundle_being_written, sim_observations
 
     t0 = time.perf_counter()
     source = Path(config.bundle)
@@ -169,9 +168,7 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
     else:
         plan = resolve_plan(config.plan, [s.name for s in fp32.manifest.stages])
     out = Path(config.out)
-    work = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.quantizing"
-    work.mkdir(parents=True)
-    try:
+    with bundle_being_written(out, "quantizing") as work:
         specs = []
         for i, stage in enumerate(fp32.manifest.stages):
             progress(ProgressEvent("quantize", i, len(plan), f"{stage.name}: {plan[stage.name]}"))
@@ -193,12 +190,6 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
         }
         manifest = Manifest(**{**manifest.__dict__, "parity": parity})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return QuantizeResult(
         bundle=str(out),
         plan=plan,

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
+from edgevla.policies.common.contract import VisionPart
 from edgevla.policies.common.normalize import Normalizer, load_stats
 from edgevla.policies.common.schedules import warmup_cosine
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -56,8 +57,6 @@ from edgevla.train.config import TrainConfig
 from edgevla.train.plots import plot_pretraining
 from edgevla.train.recipes import policy_config
 
-BACKBONE_FILE = "backbone.safetensors"  # ACT: torchvision layout
-VISION_FILE = "vision.safetensors"  # SmolVLA: the policy's own parameter names
 INFO_FILE = "pretrain_info.json"
 LOG_FILE = "log.jsonl"
 
@@ -174,52 +173,6 @@ def scene_source(root: Path) -> SceneSource:
     )
     return SceneSource(
         poses.astype(np.float64), np.asarray(held_out, float).reshape(-1, 2), radius, scene
-    )
-
-
-class _VisionTokens(nn.Module):
-    """SmolVLA's stage 1 for one image batch, under the policy's attribute names."""
-
-    def __init__(self, vision: nn.Module, connector: nn.Module):
-        super().__init__()
-        self.vision = vision
-        self.connector = connector
-
-    def forward(self, images: Tensor) -> Tensor:  # (N, 3, H, W) in [0, 1] -> (N, T, D)
-        return self.connector(self.vision(images))
-
-
-@dataclass
-class VisionPart:
-    """The encoder being pre-trained, how its features are reduced per location, and where its
-    weights go: encoder (N, 3, H, W) -> features (N, C, h, w) or (N, T, D)."""
-
-    encoder: nn.Module
-    reduce: nn.Module
-    file_name: str
-    use_with: str
-
-
-def vision_part(policy: str, policy_cfg) -> VisionPart:
-    if policy == "act":
-        from edgevla.policies.act.resnet import ResNet, with_trainable_batch_norm
-
-        trunk = with_trainable_batch_norm(ResNet(policy_cfg.vision_backbone))
-        return VisionPart(
-            trunk,
-            nn.Conv2d(trunk.out_channels, 32, kernel_size=1),
-            BACKBONE_FILE,
-            "--overrides pretrained_backbone_weights={path}",
-        )
-    from edgevla.policies.smolvla.model import SmolVLAPolicy
-
-    full = SmolVLAPolicy(policy_cfg)
-    tokens = _VisionTokens(full.vision, full.connector)
-    return VisionPart(
-        tokens,
-        nn.Linear(policy_cfg.text_hidden_size, 32),
-        VISION_FILE,
-        "--overrides load_vlm_weights=true vlm_model_name={path}",
     )
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from edgevla.durable import fsync_file
 from edgevla.errors import BadInput
 
 CHECKPOINTS = "checkpoints"
@@ -148,28 +149,20 @@ def write_checkpoint(run: str | Path, step: int) -> Iterator[Path]:
         yield tmp
         for path in sorted(tmp.rglob("*")):
             if path.is_file():
-                _fsync(path)
-        _fsync(tmp)
+                fsync_file(path)
+        fsync_file(tmp)
         pause_point("publish")
         old = final.with_name(f".{final.name}.old")
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.rename(final, old)
         os.rename(tmp, final)
-        _fsync(final.parent)
+        fsync_file(final.parent)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     pause_point("published")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- the best checkpoint (written by select) ---

@@ -50,16 +50,16 @@ import numpy as np
 
 from edgevla.dataset.lerobot import layout, staging
 from edgevla.dataset.lerobot.consolidate import build_publication
-from edgevla.dataset.lerobot.durable import (
+from edgevla.dataset.lerobot.layout import DatasetFormatError
+from edgevla.dataset.lerobot.staging import LOCK_PATH, TMP_DIR, episode_dir_name
+from edgevla.dataset.spec import DatasetSpec
+from edgevla.durable import (
     atomic_write_json,
     fsync_dir,
     fsync_tree,
     remove_tree,
     replace_durable,
 )
-from edgevla.dataset.lerobot.layout import DatasetFormatError
-from edgevla.dataset.lerobot.staging import LOCK_PATH, TMP_DIR, episode_dir_name
-from edgevla.dataset.spec import DatasetSpec
 from edgevla.errors import BadInput
 from edgevla.jsonio import read_json
 
