@@ -118,3 +118,19 @@ def test_malformed_manifest_is_refused_naming_the_field(bundle, tmp_path, edit, 
 def test_folder_without_manifest_is_not_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="is not a bundle"):
         BundleRunner(tmp_path)
+
+
+def test_a_lerobot_written_act_checkpoint_exports_with_parity(tmp_path: Path) -> None:
+    """The LeRobot 0.6.1 fixture (its processor files hold the statistics) exports too."""
+    lerobot = (
+        Path(__file__).resolve().parents[3] / "shared" / "reference" / "lerobot-act-checkpoint"
+    )
+    if not lerobot.is_dir():
+        pytest.skip("../shared/reference is not beside this checkout")
+    result = export_bundle(
+        ExportConfig(checkpoint=lerobot, out=tmp_path / "b", parity_observations=2)
+    )
+    assert result.parity_max_abs <= 1e-4 and [s["name"] for s in result.stages] == [
+        "vision",
+        "transformer",
+    ]
