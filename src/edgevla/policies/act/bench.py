@@ -1,13 +1,12 @@
 """Time one ACT training step (forward + backward) on CPU: default config vs the edge preset.
 
-    python -m edgevla.policies.act.bench [--threads 1] [--batch 8] [--full-res]
+    edgevla bench train-step [--threads 1] [--batch 8] [--full-res]
 
 Wall-clock numbers are for README tables and docstrings; never gate tests on them.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -55,28 +54,20 @@ def time_train_step(
     return sorted(fwd_bwd)[len(fwd_bwd) // 2], sorted(step)[len(step) // 2]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--full-res", action="store_true", help="also time the default at 480x640")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
+def train_step_rows(batch_size: int = 8, full_res: bool = False) -> list[dict[str, float | str]]:
+    """The LeRobot default ACT (96x128, and 480x640 with full_res) and the edge preset: params
+    and median seconds of forward+backward and of a whole AdamW step (threads as set by caller)."""
     small_in, small_out = default_features(image_hw=(96, 128))
-    rows = [("default, 96x128", ACTConfig(input_features=small_in, output_features=small_out))]
-    if args.full_res:
+    configs = [("default, 96x128", ACTConfig(input_features=small_in, output_features=small_out))]
+    if full_res:
         full_in, full_out = default_features(image_hw=(480, 640))
-        rows.insert(
+        configs.insert(
             0, ("default, 480x640", ACTConfig(input_features=full_in, output_features=full_out))
         )
-    rows.append(("edge preset, 96x128", act_edge_preset(image_hw=(96, 128))))
-    print(f"forward+backward, batch {args.batch}, 3 cameras, {args.threads} thread(s)")
-    for name, cfg in rows:
+    configs.append(("edge preset, 96x128", act_edge_preset(image_hw=(96, 128))))
+    rows = []
+    for name, cfg in configs:
         n_params = sum(p.numel() for p in ACTPolicy(cfg).parameters()) / 1e6
-        fwd_bwd, step = time_train_step(cfg, args.batch, repeats=1 if "480" in name else 3)
-        print(f"  {name:22s} {n_params:5.1f}M params  fwd+bwd {fwd_bwd:7.3f} s  step {step:7.3f} s")
-
-
-if __name__ == "__main__":
-    main()
+        fwd_bwd, step = time_train_step(cfg, batch_size, repeats=1 if "480" in name else 3)
+        rows.append({"config": name, "params_m": n_params, "fwd_bwd_s": fwd_bwd, "step_s": step})
+    return rows

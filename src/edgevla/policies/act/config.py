@@ -423,7 +423,7 @@ def act_edge_preset(
     FLOPs) on 96x128 images: with no ImageNet weights to fine-tune here, a trunk trained from
     scratch gains nothing from the full width, and at full width it is ~75% of a training step.
 
-    Measured with `python -m edgevla.policies.act.bench --full-res` (torch 2.13 CPU, 1 thread,
+    Measured with `edgevla bench train-step --full-res` (torch 2.13 CPU, 1 thread,
     train mode, batch 8, state/action 6, three cameras; median of 3 steps, 1 at 480x640):
                                          params   forward+backward   with AdamW step
         LeRobot default, 480x640 cams    51.6M        59.5 s             59.6 s
