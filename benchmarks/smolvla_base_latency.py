@@ -45,7 +45,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/smolvla_base"))
     p.add_argument("--calls", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--plans", nargs="*", default=["int8-all", "selective"])
+    p.add_argument("--plans", nargs="*", default=["int8-all", "selective"],
+                   help="plan names or .yaml plan files")  # fmt: skip
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "checkpoint"
@@ -58,7 +59,7 @@ def main() -> None:
         )
     bundles = [fp32]
     for plan in args.plans:
-        out = args.out / f"bundle_{plan}"
+        out = args.out / f"bundle_{Path(plan).stem}"
         if not out.is_dir():
             quantize_bundle(QuantizeConfig(bundle=fp32, out=out, plan=plan, calibration_observations=4,
                                            eval_observations=2))  # fmt: skip

@@ -7,12 +7,15 @@ A plan is data: {stage name or "*": precision}. Precisions:
                   Conv ...); no calibration needed
     int8-static   QDQ: weights int8 per channel, activations uint8 with ranges calibrated on
                   stage inputs from rendered observations (`calibration`: minmax | entropy |
-                  percentile)
+                  percentile). ORT's calibrator holds every intermediate tensor: on the
+                  full-size SmolVLA vision stage it exceeded this machine's 24 GB (killed)
     int4-weights  MatMul weights 4-bit in blocks of 32 (ONNX Runtime's MatMulNBits), activations
                   fp32: a quarter of the memory traffic for the transformer layers, no
                   calibration; Conv layers stay fp32
 Named plans (`PLANS`): fp32, int8-all (dynamic everywhere), int8-static-all, selective (the
-vision stage low, everything after it fp32: the paper's choice of where precision is cheap).
+vision stage int8 static, SmolVLA's prefill int8 dynamic, the rest, the action expert or ACT's
+transformer, fp32: the paper's choice of where precision is cheap). A named plan may name stages
+a bundle lacks (ACT has no prefill); a plan file must name only stages the bundle has.
 A plan can also be a YAML or JSON file holding the mapping, or "auto" with a budget: every
 combination of stage precisions is built and measured (action error against fp32 on held-out
 observations, latency per call), and the fastest one whose largest action error stays within
@@ -46,7 +49,7 @@ PLANS: dict[str, dict[str, str]] = {
     "fp32": {"*": "fp32"},
     "int8-all": {"*": "int8-dynamic"},
     "int8-static-all": {"*": "int8-static"},
-    "selective": {"vision": "int8-static", "*": "fp32"},
+    "selective": {"vision": "int8-static", "prefill": "int8-dynamic", "*": "fp32"},
 }
 
 
@@ -82,7 +85,7 @@ def resolve_plan(plan: str | dict[str, str], stages: list[str]) -> dict[str, str
                 field="--plan",
             )
         else:
-            plan = PLANS[plan]
+            plan = {k: v for k, v in PLANS[plan].items() if k in stages or k == "*"}
     unknown = set(plan) - set(stages) - {"*"}
     if unknown:
         raise BadInput(
