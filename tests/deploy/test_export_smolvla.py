@@ -153,3 +153,12 @@ def test_plan_file_is_data(smolvla_bundle, tmp_path, capsys) -> None:
         == 2
     )
     assert "cannot read the plan file" in capsys.readouterr().err
+
+
+def test_bench_latency_times_each_stage_of_a_sampling_bundle(smolvla_bundle) -> None:
+    from edgevla.deploy.bench import LatencyBenchConfig, bench_latency
+
+    (row,) = bench_latency(LatencyBenchConfig(bundles=(smolvla_bundle,), calls=2, warmup=1)).rows
+    assert set(row.stages_p50_s) == {"vision", "prefill", "expert_step"}
+    # one call runs the expert num_steps (10) times: more than one expert step alone
+    assert row.p50_s > row.stages_p50_s["expert_step"]

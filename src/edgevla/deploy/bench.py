@@ -101,14 +101,7 @@ def bench_latency(
         runner = BundleRunner(folder, threads=config.threads)
         obs = sim_observations(runner, 1)[0]
         t = _time(lambda r=runner, o=obs: r.predict_chunk(o), config.calls, config.warmup)
-        tensors = runner.inputs(obs)
-        stages = {}
-        for stage, session in runner.sessions:
-            feed = {s.name: tensors[s.name] for s in stage.inputs}
-            names = [s.name for s in stage.outputs]
-            st = _time(lambda s=session, n=names, f=feed: s.run(n, f), config.calls, config.warmup)
-            tensors.update(zip(names, session.run(names, feed), strict=True))
-            stages[stage.name] = float(np.median(st))
+        stages = stage_latencies(runner, obs, config.calls, config.warmup)
         precision = "+".join(sorted({s.precision for s in runner.manifest.stages}))
         rows.append(LatencyRow(Path(folder).name, "ONNX Runtime", precision, config.threads,
                                float(np.median(t)), float(np.percentile(t, 95)), stages))  # fmt: skip
@@ -117,3 +110,21 @@ def bench_latency(
         )
     machine = f"{platform.machine()} {platform.processor() or ''} {__import__('os').cpu_count()} cores".strip()
     return LatencyBenchResult(rows, config.calls, machine)
+
+
+def stage_latencies(runner, observation, calls: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each stage on the inputs it meets for `observation`, in order. A
+    sampler stage (a flow-matching expert) is timed at t = 1 on zero noise: one Euler step."""
+    tensors = runner.inputs(observation)
+    sampler = runner.manifest.sampler or {}
+    out = {}
+    for stage, session in runner.sessions:
+        if stage.name == sampler.get("stage"):
+            tensors["x_t"] = np.zeros(sampler["noise_shape"], dtype=np.float32)
+            tensors["t"] = np.ones((1,), dtype=np.float32)
+        feed = {s.name: tensors[s.name] for s in stage.inputs}
+        names = [s.name for s in stage.outputs]
+        t = _time(lambda s=session, n=names, f=feed: s.run(n, f), calls, warmup)
+        tensors.update(zip(names, session.run(names, feed), strict=True))
+        out[stage.name] = float(np.median(t))
+    return out

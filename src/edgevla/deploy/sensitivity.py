@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +75,7 @@ class SensitivityResult:
 
 
 def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -> SensitivityResult:
+    from edgevla.deploy.bench import stage_latencies
     from edgevla.deploy.export import sim_observations
     from edgevla.deploy.quantize import calibration_feeds, quantize_stage
     from edgevla.jsonio import write_json_atomic
@@ -111,12 +111,13 @@ def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -
                 ]  # fmt: skip
                 rows.append(SensitivityRow(stage.name, precision, float(max(d.max() for d in diffs)),
                                            float(np.mean([d.mean() for d in diffs])),
-                                           _stage_latency(runner, stage.name, held_out[0], config.calls)))  # fmt: skip
+                                           stage_latencies(runner, held_out[0], config.calls)[stage.name]))  # fmt: skip
                 if manifest.sampler and stage.name == manifest.sampler["stage"]:
                     curves[precision] = _step_errors(fp32, runner, held_out, noises)
                 done += 1
         progress(ProgressEvent("sensitivity", total, total, "done"))
-    fp32_rows = [SensitivityRow(s.name, "fp32", 0.0, 0.0, _stage_latency(fp32, s.name, held_out[0], config.calls))
+    fp32_latency = stage_latencies(fp32, held_out[0], config.calls)
+    fp32_rows = [SensitivityRow(s.name, "fp32", 0.0, 0.0, fp32_latency[s.name])
                  for s in manifest.stages]  # fmt: skip
     out = Path(config.out) if config.out else source.parent / f"{source.name}_sensitivity"
     out.mkdir(parents=True, exist_ok=True)
@@ -149,26 +150,6 @@ def _step_errors(fp32: BundleRunner, quant: BundleRunner, observations, noises) 
             xb = xb - np.float32(1.0 / n) * tb["velocity"]
             errors[k] += float(np.abs(xa - xb)[..., : fp32.manifest.action_dim].mean())
     return (errors / len(observations)).tolist()
-
-
-def _stage_latency(runner: BundleRunner, name: str, observation, calls: int) -> float:
-    tensors = runner.inputs(observation)
-    sampler = (runner.manifest.sampler or {}).get("stage")
-    for stage, session in runner.sessions:
-        if stage.name == sampler:
-            spec = runner.manifest.sampler
-            tensors["x_t"] = np.zeros(spec["noise_shape"], dtype=np.float32)
-            tensors["t"] = np.ones((1,), dtype=np.float32)
-        if stage.name == name:
-            runner.run_stage(stage, session, tensors)  # warm-up
-            times = []
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                runner.run_stage(stage, session, tensors)
-                times.append(time.perf_counter() - t0)
-            return float(np.median(times))
-        runner.run_stage(stage, session, tensors)
-    raise KeyError(name)
 
 
 def plot_sensitivity(result: SensitivityResult, path: Path) -> Path:
