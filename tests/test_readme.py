@@ -99,9 +99,9 @@ def test_every_result_has_a_date_and_a_reproduce_command():
     assert rows, "the Results table is empty"
     for cells in rows:
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", cells[-2]), f"no date in {cells}"
-        assert cells[-1] == "same" or cells[-1].startswith(("`edgevla ", "`edgevla-runtime ")), (
-            f"no command: {cells}"
-        )
+        assert cells[-1] == "same" or cells[-1].startswith(
+            ("`edgevla ", "`edgevla-runtime ", "`.venv/bin/python benchmarks/")
+        ), f"no command: {cells}"
         longest = max(cells, key=len)
         assert len(longest) <= 200, f"keep the rows short; this cell has {len(longest)}: {longest}"
 

@@ -50,6 +50,8 @@ PLANS: dict[str, dict[str, str]] = {
     "int8-all": {"*": "int8-dynamic"},
     "int8-static-all": {"*": "int8-static"},
     "selective": {"vision": "int8-static", "prefill": "int8-dynamic", "*": "fp32"},
+    # the same split without calibration, for stages too large to calibrate statically
+    "selective-dynamic": {"vision": "int8-dynamic", "prefill": "int8-dynamic", "*": "fp32"},
 }
 
 
@@ -104,7 +106,7 @@ class QuantizeConfig:
     """an fp32 bundle from `edgevla export`"""
     out: Path
     plan: str = "selective"
-    """fp32 | int8-all | int8-static-all | selective | auto | a .yaml plan file"""
+    """fp32 | int8-all | int8-static-all | selective | selective-dynamic | auto | a .yaml file"""
     budget: float | None = None
     """with --plan auto: the largest action error (rad) allowed against fp32"""
     calibration: str = "minmax"
