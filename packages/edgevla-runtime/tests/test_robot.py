@@ -133,3 +133,21 @@ def test_jitter_and_deadline_figures_are_reported() -> None:
     assert result.tick_jitter_p50_s is not None and 0 <= result.tick_jitter_p50_s < 0.02
     assert result.tick_jitter_p99_s >= result.tick_jitter_p50_s
     assert result.deadline_misses >= 0
+
+
+class OneCameraRunner(ScriptedRunner):
+    camera_names = ("top",)
+
+
+@pytest.mark.parametrize(
+    ("runner", "says"),
+    [
+        (OneCameraRunner(10), "observation.images.top"),  # the arm has no such camera
+        (type("Wide", (ScriptedRunner,), {"action_dim": ACTION_DIM + 1})(10), "observation.state"),
+    ],
+)
+def test_a_policy_that_does_not_fit_the_arm_is_refused_before_it_moves(runner, says) -> None:
+    arm = FakeArm()
+    with pytest.raises((KeyError, ValueError), match=says):
+        drive(arm, runner, config())
+    assert arm.sent == [] and arm.connected is False  # never moved, disconnected

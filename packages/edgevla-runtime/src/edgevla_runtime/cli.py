@@ -104,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"edgevla-runtime run: {stop}; disconnected", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as exc:
+    except (ValueError, KeyError, OSError) as exc:  # a bad bundle, a policy that does not fit
+        # the robot (refused before it moves), a server that cannot be reached
         print(f"edgevla-runtime run: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     s = summary(result)
