@@ -9,54 +9,23 @@ import pytest
 from edgevla.cli import main
 
 
+def schedule(latency: str, *extra: str) -> int:
+    """`edgevla schedule` at the paper's settings (60 fps, chunk 100, threshold 0.2)."""
+    return main(["schedule", "--latency", latency, "--fps", "60", "--chunk", "100",
+                 "--threshold", "0.2", *extra])  # fmt: skip
+
+
 def test_schedule_command_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        main(
-            [
-                "schedule",
-                "--latency",
-                "2.86",
-                "--fps",
-                "60",
-                "--chunk",
-                "100",
-                "--threshold",
-                "0.2",
-                "--json",
-            ]
-        )
-        == 1
-    )
+    assert schedule("2.86", "--json") == 1
     data = json.loads(capsys.readouterr().out)
     assert data["fits"] is False
     assert data["margin_s"] == pytest.approx(1 / 3 - 2.86)
-    assert (
-        main(
-            [
-                "schedule",
-                "--latency",
-                "0.32",
-                "--fps",
-                "60",
-                "--chunk",
-                "100",
-                "--threshold",
-                "0.2",
-                "--json",
-            ]
-        )
-        == 0
-    )
+    assert schedule("0.32", "--json") == 0
     assert json.loads(capsys.readouterr().out)["fits"] is True
 
 
 def test_schedule_command_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        main(
-            ["schedule", "--latency", "0.32", "--fps", "60", "--chunk", "100", "--threshold", "0.2"]
-        )
-        == 0
-    )
+    assert schedule("0.32") == 0
     out = capsys.readouterr().out
     assert "T_execution" in out and "0.333 s" in out and "fits" in out
 

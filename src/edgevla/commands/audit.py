@@ -10,7 +10,8 @@ from typing import Annotated
 import tyro
 from rich.markup import escape
 
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import present
+from edgevla.console import console, table
 from edgevla.dataset.audit import AuditConfig, audit_dataset
 from edgevla.errors import EXIT_NO, EXIT_OK
 
@@ -38,11 +39,8 @@ class Args:
 
 def run(args: Args) -> int:
     out = args.out_dir
-    with progress_bar(quiet=args.json) as report:
-        result = audit_dataset(args.dataset, out, args.config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-    else:
+
+    def show(result) -> None:
         rows = [(f.check, f.item, _STYLE[f.status], escape(f.detail)) for f in result.findings]
         title = f"edgevla audit {escape(str(args.dataset))}"
         console.print(table(title, ["check", "item", "", "detail"], rows))
@@ -51,4 +49,8 @@ def run(args: Args) -> int:
             f"{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail; report "
             f"{escape(str(result.report))}, figures in {escape(str(out))}"
         )
+
+    result = present(
+        args, lambda report: audit_dataset(args.dataset, out, args.config, progress=report), show
+    )
     return EXIT_NO if result.failed else EXIT_OK

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevla.console import console, emit_json, err_console, progress_bar, table
+from edgevla.commands import present
+from edgevla.console import console, table
 from edgevla.errors import EXIT_OK
 from edgevla.eval.async_bench import AsyncBenchConfig, AsyncBenchResult, bench_async
 
@@ -54,12 +55,6 @@ def print_result(result: AsyncBenchResult) -> None:
 
 def run(args: Args) -> int:
     config = args.config()  # every argument checked before any work
-    with progress_bar(quiet=args.json) as report:
-        result = bench_async(config, progress=report)
-    for message in dict.fromkeys(result.warnings):  # once each
-        err_console.print(f"[yellow]warning:[/] {message}")
-    if args.json:
-        emit_json(result.to_dict())
-    else:
-        print_result(result)
+    present(args, lambda report: bench_async(config, progress=report), print_result,
+            notes=lambda r: r.warnings)  # fmt: skip
     return EXIT_OK

@@ -3,9 +3,10 @@ Runtime, per call and per stage."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import config_from, present
+from edgevla.console import console, table
 from edgevla.deploy.bench import LatencyBenchConfig, bench_latency
 
 
@@ -20,14 +21,12 @@ class Args(LatencyBenchConfig):
 
 
 def run(args: Args) -> int:
-    config = LatencyBenchConfig(
-        **{f.name: getattr(args, f.name) for f in fields(LatencyBenchConfig)}
-    )
-    with progress_bar(quiet=args.json) as report:
-        result = bench_latency(config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-        return 0
+    config = config_from(args, LatencyBenchConfig)
+    present(args, lambda report: bench_latency(config, progress=report), show)
+    return 0
+
+
+def show(result) -> None:
     base = result.rows[0].p50_s
     rows = [
         (r.name, r.format, r.precision, r.threads, f"{1000 * r.p50_s:.1f} ms", f"{1000 * r.p95_s:.1f} ms",
@@ -38,4 +37,3 @@ def run(args: Args) -> int:
     console.print(
         table(f"edgevla bench latency ({result.calls} calls, {result.machine})", cols, rows)
     )
-    return 0

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edgevla.console import console, emit_json, err_console, progress_bar, table
+from edgevla.commands import present
+from edgevla.console import console, table
 from edgevla.errors import EXIT_OK
 from edgevla.eval.report import fmt_first_grasp, fmt_outcomes
 from edgevla.eval.run import EvalConfig, EvalResult, evaluate
@@ -67,11 +68,6 @@ class Args:
         )  # fmt: skip
 
 
-def print_warnings(warnings: list[str]) -> None:
-    for message in dict.fromkeys(warnings):  # once each, in order
-        err_console.print(f"[yellow]warning:[/] {message}")
-
-
 def print_result(result: EvalResult) -> None:
     any_mode = next(iter(result.modes.values())).summary
     cols = ["Policy", "Format", "Mode", "Latency", f"Acc. Test ({any_mode['n_test']})",
@@ -88,11 +84,6 @@ def print_result(result: EvalResult) -> None:
 
 def run(args: Args) -> int:
     config = args.config()  # every argument checked before any work
-    with progress_bar(quiet=args.json) as report:
-        result = evaluate(config, progress=report)
-    print_warnings(result.warnings)
-    if args.json:
-        emit_json(result.to_dict())
-    else:
-        print_result(result)
+    present(args, lambda report: evaluate(config, progress=report), print_result,
+            notes=lambda r: r.warnings)  # fmt: skip
     return EXIT_OK

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgevla.commands import config_from
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import config_from, present
+from edgevla.console import console, table
 from edgevla.deploy.export import ExportConfig, export_bundle
 
 
@@ -21,11 +21,12 @@ class Args(ExportConfig):
 
 def run(args: Args) -> int:
     config = config_from(args, ExportConfig)
-    with progress_bar(quiet=args.json) as report:
-        result = export_bundle(config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-        return 0
+    present(args, lambda report: export_bundle(config, progress=report), show,
+            notes=lambda r: r.warnings, label="note")  # fmt: skip
+    return 0
+
+
+def show(result) -> None:
     rows = [
         (s["name"], s["file"], s["precision"], " ".join(f"{t['name']}{tuple(t['shape'])}" for t in s["inputs"]),
          " ".join(f"{t['name']}{tuple(t['shape'])}" for t in s["outputs"]))
@@ -43,6 +44,3 @@ def run(args: Args) -> int:
         f"{result.parity_observations} observations (tolerance {result.tolerance:g}); "
         f"{result.seconds:.1f} s"
     )
-    for note in result.warnings:
-        console.print(f"[yellow]note:[/] {note}")
-    return 0

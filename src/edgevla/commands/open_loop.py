@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import present
+from edgevla.console import console, table
 from edgevla.errors import EXIT_OK
 from edgevla.eval.open_loop import OpenLoopConfig, OpenLoopResult, open_loop
 
@@ -64,10 +65,5 @@ def print_result(result: OpenLoopResult) -> None:
 
 def run(args: Args) -> int:
     config = args.config()  # every argument checked before any work
-    with progress_bar(quiet=args.json) as report:
-        result = open_loop(config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-    else:
-        print_result(result)
+    present(args, lambda report: open_loop(config, progress=report), print_result)
     return EXIT_OK

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import tyro
 
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import present
+from edgevla.console import console, table
 from edgevla.errors import EXIT_OK
 from edgevla.train.pretrain import PretrainConfig, pretrain
 
@@ -21,10 +22,9 @@ class Args:
 
 
 def run(args: Args) -> int:
-    with progress_bar(args.json) as report:
-        result = pretrain(args.config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-    else:
-        console.print(table("edgevla pretrain", ["", "value"], list(result.to_dict().items())))
+    present(args, lambda report: pretrain(args.config, progress=report), show)
     return EXIT_OK
+
+
+def show(result) -> None:
+    console.print(table("edgevla pretrain", ["", "value"], list(result.to_dict().items())))

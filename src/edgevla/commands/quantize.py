@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgevla.commands import config_from
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import config_from, present
+from edgevla.console import console, table
 from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
 
 
@@ -21,11 +21,11 @@ class Args(QuantizeConfig):
 
 def run(args: Args) -> int:
     config = config_from(args, QuantizeConfig)
-    with progress_bar(quiet=args.json) as report:
-        result = quantize_bundle(config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-        return 0
+    present(args, lambda report: quantize_bundle(config, progress=report), show)
+    return 0
+
+
+def show(result) -> None:
     rows = [
         (name, prec, f"{result.sizes_bytes[name] / 1e6:.2f} MB")
         for name, prec in result.plan.items()
@@ -41,4 +41,3 @@ def run(args: Args) -> int:
         f"max {result.action_error_max:.4f}, mean {result.action_error_mean:.4f} (action units, rad); "
         f"calibration {result.calibration}; {result.seconds:.1f} s"
     )
-    return 0

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import tyro
 
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import present
+from edgevla.console import console, table
 from edgevla.dataset.record import RecordConfig, record
 from edgevla.errors import EXIT_NO, EXIT_OK
 
@@ -23,15 +24,14 @@ class Args:
 
 
 def run(args: Args) -> int:
-    with progress_bar(quiet=args.json) as report:
-        result = record(args.config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-    else:
-        console.print(table("edgevla record", ["", "value"], list(result.to_dict().items())))
-        if not result.complete:
-            console.print(
-                f"gave up on episodes {result.episodes_given_up}: the dataset is not finalized; "
-                "run again with --resume to record them"
-            )
+    result = present(args, lambda report: record(args.config, progress=report), show)
     return EXIT_OK if result.complete else EXIT_NO
+
+
+def show(result) -> None:
+    console.print(table("edgevla record", ["", "value"], list(result.to_dict().items())))
+    if not result.complete:
+        console.print(
+            f"gave up on episodes {result.episodes_given_up}: the dataset is not finalized; "
+            "run again with --resume to record them"
+        )

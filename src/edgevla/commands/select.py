@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevla.console import console, emit_json, err_console, progress_bar, table
+from edgevla.commands import present
+from edgevla.console import console, table
 from edgevla.errors import EXIT_OK
 from edgevla.eval.report import fmt_outcomes
 from edgevla.eval.select import SelectConfig, SelectResult, select
@@ -58,12 +59,6 @@ def print_result(result: SelectResult) -> None:
 
 def run(args: Args) -> int:
     config = args.config()  # every argument checked before any work
-    with progress_bar(quiet=args.json) as report:
-        result = select(config, progress=report)
-    for message in dict.fromkeys(result.notes):  # once each
-        err_console.print(f"[yellow]note:[/] {message}")
-    if args.json:
-        emit_json(result.to_dict())
-    else:
-        print_result(result)
+    present(args, lambda report: select(config, progress=report), print_result,
+            notes=lambda r: r.notes, label="note")  # fmt: skip
     return EXIT_OK

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgevla.commands import config_from
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import config_from, present
+from edgevla.console import console, table
 from edgevla.deploy.sensitivity import SensitivityConfig, sensitivity
 
 
@@ -22,11 +22,11 @@ class Args(SensitivityConfig):
 
 def run(args: Args) -> int:
     config = config_from(args, SensitivityConfig)
-    with progress_bar(quiet=args.json) as report:
-        result = sensitivity(config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-        return 0
+    present(args, lambda report: sensitivity(config, progress=report), show)
+    return 0
+
+
+def show(result) -> None:
     rows = [(r.stage, r.precision, f"{r.action_error_max:.4f}", f"{r.action_error_mean:.4f}",
              f"{1000 * r.stage_latency_s:.1f} ms") for r in result.rows]  # fmt: skip
     cols = ["stage", "precision", "action err max", "action err mean", "stage p50"]
@@ -36,4 +36,3 @@ def run(args: Args) -> int:
             f"expert at {precision}, error after each step: " + " ".join(f"{e:.4f}" for e in errors)
         )
     console.print(f"figure: {result.figure}\nresults: {result.results_file}")
-    return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgevla.commands import config_from
-from edgevla.console import console, emit_json, progress_bar, table
+from edgevla.commands import config_from, present
+from edgevla.console import console, table
 from edgevla.sim.bench import SimBenchConfig, SimBenchResult, sim_bench
 
 
@@ -41,11 +41,11 @@ def rows(result: SimBenchResult, config: SimBenchConfig) -> list[tuple[str, str,
 
 def run(args: Args) -> int:
     config = config_from(args, SimBenchConfig)
-    with progress_bar(quiet=args.json) as report:
-        result = sim_bench(config, progress=report)
-    if args.json:
-        emit_json(result.to_dict())
-        return 0
+    present(args, lambda report: sim_bench(config, progress=report), lambda r: show(r, config))
+    return 0
+
+
+def show(result: SimBenchResult, config: SimBenchConfig) -> None:
     console.print(
         table("edgevla bench sim", ["figure", "measured", "target"], rows(result, config))
     )
@@ -58,4 +58,3 @@ def run(args: Args) -> int:
                 [(k, f"{v:.2f}") for k, v in result.grasp_tolerance.items()],
             )
         )
-    return 0

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import tyro
 
-from edgevla.console import console, emit_json, err_console, progress_bar, table
+from edgevla.commands import present
+from edgevla.console import console, err_console, table
 from edgevla.errors import EXIT_OK
 from edgevla.train.config import TrainConfig
 from edgevla.train.loop import TrainingInterrupted, train
@@ -25,16 +26,14 @@ class Args:
 
 def run(args: Args) -> int:
     try:
-        with progress_bar(args.json) as report:
-            result = train(args.config, progress=report)
+        present(args, lambda report: train(args.config, progress=report), show,
+                notes=lambda r: r.notes, label="note")  # fmt: skip
     except TrainingInterrupted as stop:
         err_console.print(f"edgevla train: {stop}")
         raise
-    for note in result.notes:
-        err_console.print(f"note: {note}")
-    if args.json:
-        emit_json(result.to_dict())
-    else:
-        rows = [(k, v) for k, v in result.to_dict().items() if k != "notes"]
-        console.print(table("edgevla train", ["", "value"], rows))
     return EXIT_OK
+
+
+def show(result) -> None:
+    rows = [(k, v) for k, v in result.to_dict().items() if k != "notes"]
+    console.print(table("edgevla train", ["", "value"], rows))

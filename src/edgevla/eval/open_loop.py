@@ -42,6 +42,7 @@ from edgevla_runtime.features import MOTOR_NAMES, STATE_KEY, image_key
 
 from edgevla.errors import BadInput
 from edgevla.eval.parallel import RunnerSpec
+from edgevla.eval.run import check_noise_scale
 from edgevla.figures import pyplot
 from edgevla.jsonio import write_json_atomic
 from edgevla.progress import ProgressEvent, ProgressFn
@@ -87,9 +88,7 @@ class OpenLoopConfig:
                            field="--splits")  # fmt: skip
         if self.threads < 1:
             raise BadInput(f"must be >= 1, got {self.threads}", field="--threads")
-        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
-            raise BadInput(f"must be >= 0 (1 = SmolVLA's sampler), got {self.noise_scale}",
-                           field="--noise-scale")  # fmt: skip
+        check_noise_scale(self.noise_scale)
 
     @property
     def out_dir(self) -> Path:

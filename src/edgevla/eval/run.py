@@ -69,6 +69,14 @@ def threshold_text(g: float | str) -> str:
     return g if isinstance(g, str) else f"{g:g}"
 
 
+def check_noise_scale(noise_scale: float) -> None:
+    """A flow-matching policy's initial-noise scale: finite and >= 0 (1 = SmolVLA's sampler)."""
+    if not (math.isfinite(noise_scale) and noise_scale >= 0):
+        raise BadInput(
+            f"must be >= 0 (1 = SmolVLA's sampler), got {noise_scale}", field="--noise-scale"
+        )
+
+
 def check_control_flags(aggregate: str, latency: str, episode_time_s: float, episodes: int,
                         workers: int, fps: int | None) -> None:  # fmt: skip
     """The checks eval, select and bench async share (messages name the flags)."""
@@ -137,9 +145,7 @@ class EvalConfig:
         if not (math.isfinite(self.light_intensity) and self.light_intensity >= 0):
             raise BadInput(f"must be >= 0 (1.0 = as recorded), got {self.light_intensity}",
                            field="--light-intensity")  # fmt: skip
-        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
-            raise BadInput(f"must be >= 0 (1 = SmolVLA's sampler), got {self.noise_scale}",
-                           field="--noise-scale")  # fmt: skip
+        check_noise_scale(self.noise_scale)
 
     @property
     def out_dir(self) -> Path:

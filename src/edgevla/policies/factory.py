@@ -6,7 +6,7 @@ rely on. Its model class:
     predict_action_chunk(batch) -> (B, C, A)    normalised observation -> normalised chunk
     get_optim_params() -> param groups
     save_pretrained(folder, stats) / from_pretrained(folder)
-Its config module: `preset(name, cameras, image_hw, state_dim, action_dim, **overrides)` and a
+Its config module: a PRESETS table of (cameras, image_hw, state_dim, action_dim, **overrides) -> config and a
 config class (FeatureViews: input_features, output_features, normalization_modes(), chunk_size)
 with from_json_dict / to_json_dict, with_lr(lr), make_optimizer(param_groups, total_steps),
 load_pretrained_parts(policy), vision_part() and lerobot_incompatibilities().
@@ -48,7 +48,7 @@ def policy_class(policy_type: str) -> Any:
 
 
 def config_module(policy_type: str) -> ModuleType:
-    """The policy's config module (its `preset(...)`, PRESETS and config class)."""
+    """The policy's config module (its PRESETS table and config class)."""
     return importlib.import_module(_entry(policy_type)[0])
 
 
@@ -69,3 +69,12 @@ def load_policy(folder: str | Path, expected_type: str | None = None) -> Any:
     from edgevla.policies.checkpoint import Checkpoint
 
     return Checkpoint.open(folder, expected_type).load_policy()
+
+
+def preset_config(policy_type: str, name: str, **kwargs: Any) -> Any:
+    """The `edgevla train --preset NAME` config of a policy for a robot: kwargs are cameras,
+    image_hw, state_dim, action_dim and any config field to override."""
+    presets = config_module(policy_type).PRESETS
+    if name not in presets:
+        raise ValueError(f"unknown {policy_type} preset {name!r}; choose one of {sorted(presets)}")
+    return presets[name](**kwargs)

@@ -15,7 +15,7 @@ import torch
 
 from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.policies.common.schedules import warmup_cosine
-from edgevla.policies.factory import config_module
+from edgevla.policies.factory import preset_config
 from edgevla.train.config import TrainConfig
 
 __all__ = ["load_pretrained_parts", "make_optimizer", "policy_config", "warmup_cosine"]
@@ -34,7 +34,8 @@ def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, Any]:
 
 def policy_config(cfg: TrainConfig, reader: LeRobotDatasetReader):
     """The policy config for this dataset (cameras, image size, state/action sizes) and preset."""
-    pc = config_module(cfg.policy).preset(
+    pc = preset_config(
+        cfg.policy,
         cfg.preset,
         cameras=tuple(reader.cameras),
         image_hw=reader.image_hw,

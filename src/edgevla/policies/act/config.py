@@ -57,7 +57,6 @@ __all__ = [
     "PolicyFeature",
     "act_edge_preset",
     "default_features",
-    "preset",
 ]
 
 POLICY_TYPE = "act"
@@ -490,17 +489,3 @@ def _edge_for_training(*args: Any, **overrides: Any) -> ACTConfig:
 
 
 PRESETS = {"default": act_default_preset, "edge": _edge_for_training, "tiny": act_tiny_preset}
-
-
-def preset(
-    name: str,
-    cameras: Iterable[str] = CAMERA_NAMES,
-    image_hw: tuple[int, int] = DEFAULT_IMAGE_HW,
-    state_dim: int = STATE_DIM,
-    action_dim: int = ACTION_DIM,
-    **overrides: Any,
-) -> ACTConfig:
-    """The `edgevla train --preset` config for a robot; overrides are ACTConfig fields."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown ACT preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name](cameras, image_hw, state_dim, action_dim, **overrides)

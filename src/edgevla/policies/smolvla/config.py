@@ -494,17 +494,3 @@ PRESETS = {
     "edge": smolvla_cpu_preset,
     "tiny": smolvla_tiny_preset,
 }
-
-
-def preset(
-    name: str,
-    cameras: Iterable[str] = CAMERA_NAMES,
-    image_hw: tuple[int, int] = DEFAULT_IMAGE_HW,
-    state_dim: int = STATE_DIM,
-    action_dim: int = ACTION_DIM,
-    **overrides: Any,
-) -> SmolVLAConfig:
-    """The `edgevla train --preset` config for a robot; overrides are SmolVLAConfig fields."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown SmolVLA preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name](cameras, image_hw, state_dim, action_dim, **overrides)
