@@ -73,10 +73,10 @@ def test_checkpoint_runs_at_the_rate_it_learned(tiny_recording, tiny_checkpoint,
 
     from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
     from edgevla.eval.run import policy_rate
-    from edgevla.policies.checkpoint import TRAIN_INFO_FILE, read_train_info
+    from edgevla.policies.checkpoint import TRAIN_INFO_FILE, Checkpoint
 
     _, ds = tiny_recording
-    info = read_train_info(tiny_checkpoint)
+    info = Checkpoint.open(tiny_checkpoint).train_info.raw
     assert info["fps"] == LeRobotDatasetReader(ds).fps and info["step"] == 2
     assert policy_rate(tiny_checkpoint, None) == info["fps"]
     said: list[str] = []

@@ -18,7 +18,8 @@ import torch
 from edgevla.policies.factory import load_policy
 from edgevla.train import run_folder
 from edgevla.train.config import TrainConfig
-from edgevla.train.loop import read_log, train
+from edgevla.train.loop import train
+from edgevla.train.run_folder import read_log
 
 CHILD = """
 import sys, time

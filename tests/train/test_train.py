@@ -8,7 +8,8 @@ import torch
 
 from edgevla.policies.factory import load_policy
 from edgevla.train.config import TrainConfig
-from edgevla.train.loop import TrainingError, batch_indices, list_checkpoints, read_log, train
+from edgevla.train.loop import TrainingError, batch_indices, train
+from edgevla.train.run_folder import last_checkpoint, read_log
 
 
 def _cfg(dataset, out, **kw):
@@ -36,8 +37,8 @@ def test_resume_equals_uninterrupted(tiny_recording, tmp_path):
     a = [r["loss"] for r in read_log(tmp_path / "full") if "loss" in r]
     b = [r["loss"] for r in read_log(tmp_path / "cut") if "loss" in r]
     assert a == b and len(a) == 6
-    wa = load_policy(list_checkpoints(tmp_path / "full")[-1]).state_dict()
-    wb = load_policy(list_checkpoints(tmp_path / "cut")[-1]).state_dict()
+    wa = load_policy(last_checkpoint(tmp_path / "full")[1]).state_dict()
+    wb = load_policy(last_checkpoint(tmp_path / "cut")[1]).state_dict()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
     assert full.final_val_loss is not None
@@ -49,7 +50,7 @@ def test_time_budget_stops_with_a_checkpoint_and_counts_across_resumes(tiny_reco
     _, ds = tiny_recording
     first = train(_cfg(ds, tmp_path / "b", max_minutes=0.0))
     assert first.stopped_by_time_budget and first.steps == 1
-    ckpt = list_checkpoints(tmp_path / "b")[-1]
+    ckpt = last_checkpoint(tmp_path / "b")[1]
     assert ckpt.name == "step-000001" and (ckpt / "train_info.json").is_file()
     spent = torch.load(ckpt / "training_state.pt", weights_only=False)["train_wall_s"]
     assert spent > 0
@@ -123,14 +124,14 @@ def test_checkpoint_of_another_policy_type_is_refused(tiny_recording, tmp_path):
     _, ds = tiny_recording
     train(_cfg(ds, tmp_path / "t", steps=3))
     with pytest.raises(ValueError, match="'act' (checkpoint|policy).*'smolvla'"):
-        load_policy(list_checkpoints(tmp_path / "t")[-1], expected_type="smolvla")
+        load_policy(last_checkpoint(tmp_path / "t")[1], expected_type="smolvla")
 
 
 def test_smolvla_trains_through_the_same_loop(tiny_recording, tmp_path):
     _, ds = tiny_recording
     result = train(_cfg(ds, tmp_path / "s", policy="smolvla", steps=3))
     assert result.final_loss is not None and np.isfinite(result.final_loss)
-    assert load_policy(list_checkpoints(tmp_path / "s")[-1], expected_type="smolvla") is not None
+    assert load_policy(last_checkpoint(tmp_path / "s")[1], expected_type="smolvla") is not None
 
 
 def test_weight_average_follows_its_formula():
@@ -162,7 +163,7 @@ def test_ema_checkpoint_holds_the_average_and_resumes_bit_for_bit(tiny_recording
     a = [r["loss"] for r in read_log(tmp_path / "full") if "loss" in r]
     b = [r["loss"] for r in read_log(tmp_path / "cut") if "loss" in r]
     assert a == b and len(a) == 6
-    full, cut = (list_checkpoints(tmp_path / r)[-1] for r in ("full", "cut"))
+    full, cut = (last_checkpoint(tmp_path / r)[1] for r in ("full", "cut"))
     saved_full, saved_cut = load_policy(full).state_dict(), load_policy(cut).state_dict()
     raw_full = torch.load(full / "training_state.pt", weights_only=False)["raw_model"]
     raw_cut = torch.load(cut / "training_state.pt", weights_only=False)["raw_model"]

@@ -441,24 +441,6 @@ def load_weights_strict(module: nn.Module, folder: str | Path) -> None:
 
 
 # ------------------------------------------------------------------ older entry points (kept)
-def save_stats(path: str | Path, stats: Stats) -> Path:
-    """Write stats as flat "<feature>.<stat>" float32 tensors (LeRobot normalizer layout)."""
-    return write_stats_safetensors(path, stats)
-
-
-def read_train_info(folder: str | Path) -> dict[str, Any]:
-    """train_info.json of a checkpoint folder as a dict, {} when absent (prefer Checkpoint.open)."""
-    path = Path(folder) / TRAIN_INFO_FILE
-    if not path.exists():
-        return {}
-    return TrainInfo.from_json_dict(read_json(path, "train_info"), path).raw
-
-
-def load_checkpoint_stats(folder: str | Path) -> Stats | None:
-    """The folder's normalisation statistics, or None (prefer Checkpoint.open(folder).stats)."""
-    return Checkpoint.open(folder).stats
-
-
 __all__ = [
     "CONFIG_FILE",
     "POSTPROCESSOR_FILE",
@@ -470,10 +452,7 @@ __all__ = [
     "LeRobotCompatibilityWarning",
     "TrainInfo",
     "lerobot_processor_configs",
-    "load_checkpoint_stats",
     "load_weights_strict",
-    "read_train_info",
     "save_checkpoint",
-    "save_stats",
     "write_lerobot_processors",
 ]

@@ -56,7 +56,7 @@ from edgevla.train.run_folder import STATE_FILE, pause_point, read_log
 
 __all__ = [
     "TrainResult", "TrainingError", "TrainingInterrupted", "train", "train_step",
-    "save_training_state", "batch_indices", "collate", "augment", "read_log", "list_checkpoints",
+    "save_training_state", "batch_indices", "collate", "augment",
 ]  # fmt: skip
 
 
@@ -146,12 +146,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def list_checkpoints(out: str | Path) -> list[Path]:
-    """The run's complete checkpoint folders, oldest first (run_folder.list_checkpoints gives
-    (step, folder) pairs and notes what it skipped)."""
-    return [p for _, p in run_folder.list_checkpoints(out)]
 
 
 def save_training_state(

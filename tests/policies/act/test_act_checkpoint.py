@@ -56,7 +56,7 @@ def test_round_trip_is_exact(tiny_config, tmp_path):
     ):
         assert name == name_b and torch.equal(a, b), name
 
-    loaded_stats = checkpoint.load_checkpoint_stats(folder)
+    loaded_stats = checkpoint.Checkpoint.open(folder).stats
     assert loaded_stats.keys() == stats.keys()
     for feature, per_stat in stats.items():
         for stat, value in per_stat.items():
@@ -70,7 +70,7 @@ def test_reference_checkpoint_loads_without_our_stats_file(act_checkpoint):
     policy = ACTPolicy.from_pretrained(act_checkpoint)
     assert policy.config.chunk_size == 20
     assert not (act_checkpoint / checkpoint.STATS_FILE).exists()
-    stats = checkpoint.load_checkpoint_stats(act_checkpoint)
+    stats = checkpoint.Checkpoint.open(act_checkpoint).stats
     assert sorted(stats) == sorted(policy.config.all_features)
 
 

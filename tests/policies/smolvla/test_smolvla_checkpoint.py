@@ -13,7 +13,6 @@ from safetensors.torch import save_file
 from edgevla.policies.checkpoint import (
     Checkpoint,
     LeRobotCompatibilityWarning,
-    load_checkpoint_stats,
 )
 from edgevla.policies.common.contract import FeatureType, PolicyFeature
 from edgevla.policies.runner import TorchPolicyRunner
@@ -51,7 +50,7 @@ def test_save_load_round_trip_is_exact(tiny_config, make_batch, tmp_path):
     loaded = SmolVLAPolicy.from_pretrained(tmp_path / "ckpt")
     assert loaded.config == cfg and not loaded.training
     assert np.array_equal(
-        load_checkpoint_stats(tmp_path / "ckpt")["observation.state"]["std"], np.ones(5)
+        Checkpoint.open(tmp_path / "ckpt").stats["observation.state"]["std"], np.ones(5)
     )
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
