@@ -14,7 +14,8 @@ from edgevla_runtime.bundle import MANIFEST, BundleError, BundleRunner, Manifest
 from edgevla_runtime.control import ControlConfig, run_episode
 
 from edgevla.cli import main
-from edgevla.deploy.export import ExportConfig, ParityError, export_bundle, sim_observations
+from edgevla.deploy.export import ExportConfig, ParityError, export_bundle
+from edgevla.deploy.observations import sim_observations
 
 from .conftest import ASSET
 

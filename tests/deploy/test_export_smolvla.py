@@ -9,7 +9,8 @@ import pytest
 import torch
 from edgevla_runtime.bundle import BundleRunner, Manifest
 
-from edgevla.deploy.export import ExportConfig, export_bundle, sim_observations
+from edgevla.deploy.export import ExportConfig, export_bundle
+from edgevla.deploy.observations import sim_observations
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,12 @@ def test_plan_file_is_data(smolvla_bundle, tmp_path, capsys) -> None:
 def test_bench_latency_times_each_stage_of_a_sampling_bundle(smolvla_bundle) -> None:
     from edgevla.deploy.bench import LatencyBenchConfig, bench_latency
 
-    (row,) = bench_latency(LatencyBenchConfig(bundles=(smolvla_bundle,), calls=2, warmup=1)).rows
+    config = LatencyBenchConfig(bundles=(smolvla_bundle,), threads=1, calls=2, warmup=1)
+    (row,) = bench_latency(config).rows
     assert set(row.stages_p50_s) == {"vision", "prefill", "expert_step"}
+    # a call runs the expert once per Euler step: the floor and FLOPs of a call count them all
+    assert row.stage_runs == {"vision": 1, "prefill": 1, "expert_step": 10}
+    f = row.stages_flops
+    assert row.flops == pytest.approx(f["vision"] + f["prefill"] + 10 * f["expert_step"])
     # one call runs the expert num_steps (10) times: more than one expert step alone
     assert row.p50_s > row.stages_p50_s["expert_step"]

@@ -9,7 +9,7 @@ import pytest
 from edgevla_runtime.bundle import BundleRunner, Manifest, sha256_of
 
 from edgevla.cli import main
-from edgevla.deploy.export import sim_observations
+from edgevla.deploy.observations import sim_observations
 from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle, resolve_plan
 from edgevla.errors import BadInput
 
@@ -64,18 +64,6 @@ def test_bad_arguments_are_refused_before_work(bundle, tmp_path, capsys) -> None
     assert not (tmp_path / "q").exists()
 
 
-def test_bench_latency_times_pytorch_and_the_bundle(bundle, capsys) -> None:
-    from .conftest import ASSET
-
-    code = main(["bench", "latency", "--checkpoint", str(ASSET), "--bundles", str(bundle),
-                 "--calls", "2", "--warmup", "1", "--json"])  # fmt: skip
-    assert code == 0
-    rows = json.loads(capsys.readouterr().out)["rows"]
-    assert [r["format"] for r in rows] == ["PyTorch", "ONNX Runtime"]
-    assert all(r["p50_s"] > 0 for r in rows)
-    assert set(rows[1]["stages_p50_s"]) == {"vision", "transformer"}
-
-
 def test_int4_weights_for_the_transformer(bundle, tmp_path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text("transformer: int4-weights\n'*': fp32\n")
@@ -91,3 +79,70 @@ def test_int4_weights_for_the_transformer(bundle, tmp_path) -> None:
     assert 0 < result.action_error_max < 0.5
     fp32_size = (bundle / "transformer.onnx").stat().st_size
     assert result.sizes_bytes["transformer"] < fp32_size / 2
+
+
+def test_int4_all_is_a_named_plan_for_every_stage() -> None:
+    plan = resolve_plan("int4-all", ["vision", "transformer"])
+    assert {k: v.precision for k, v in plan.items()} == {"vision": "int4-weights",
+                                                         "transformer": "int4-weights"}  # fmt: skip
+
+
+def test_plan_files_round_trip_with_layer_overrides(tmp_path) -> None:
+    from edgevla.deploy.quantize import StagePlan, read_plan_file, write_plan_file
+
+    plan = {"vision": StagePlan("int8-static", keep_fp32=("/trunk/layer4/*",)),
+            "transformer": StagePlan("int8-dynamic", op_types=("MatMul",)), "*": StagePlan("fp32")}  # fmt: skip
+    assert read_plan_file(write_plan_file(plan, tmp_path / "plan.yaml")) == plan
+    (tmp_path / "bad.yaml").write_text("vision: {precision: int8-static, keep: [x]}\n")
+    with pytest.raises(BadInput, match="unknown keys"):
+        read_plan_file(tmp_path / "bad.yaml")
+
+
+def test_layers_kept_fp32_are_left_unquantised(bundle, tmp_path) -> None:
+    import onnx
+
+    convs = [
+        n.name for n in onnx.load(str(bundle / "vision.onnx")).graph.node if n.op_type == "Conv"
+    ]
+    keep = convs[-2:]  # the last two convolutions of the trunk
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"vision: {{precision: int8-dynamic, keep_fp32: {json.dumps(keep)}}}\n")
+    result = quantize_bundle(
+        QuantizeConfig(bundle=bundle, out=tmp_path / "q", plan=str(plan), calibration_observations=1,
+                       eval_observations=1)
+    )  # fmt: skip
+    nodes = {n.name: n.op_type for n in onnx.load(str(tmp_path / "q" / "vision.onnx")).graph.node}
+    assert all(nodes.get(k) == "Conv" for k in keep)  # still float convolutions
+    assert sum(op == "ConvInteger" for op in nodes.values()) == len(convs) - 2
+    assert result.overrides["vision"]["keep_fp32"] == keep
+    assert Manifest.read(tmp_path / "q").parity["plan"]["vision"]["keep_fp32"] == keep
+
+
+def test_a_pattern_matching_no_layer_is_refused(bundle, tmp_path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("vision: {precision: int8-dynamic, keep_fp32: ['/no/such/layer*']}\n")
+    with pytest.raises(BadInput, match="matches no node"):
+        quantize_bundle(QuantizeConfig(bundle=bundle, out=tmp_path / "q", plan=str(plan),
+                                       calibration_observations=1, eval_observations=1))  # fmt: skip
+    assert not (tmp_path / "q").exists()
+
+
+def test_quantising_a_quantised_bundle_is_refused(bundle, tmp_path, capsys) -> None:
+    quantize_bundle(QuantizeConfig(bundle=bundle, out=tmp_path / "q", plan="int8-all",
+                                   calibration_observations=1, eval_observations=1))  # fmt: skip
+    code = main(["quantize", "--bundle", str(tmp_path / "q"), "--out", str(tmp_path / "qq")])
+    err = capsys.readouterr().err
+    assert code == 2 and "already int8-dynamic" in err and "fp32 bundle" in err
+    assert main(["quantize", "--bundle", str(bundle), "--out", str(tmp_path / "q4"),
+                 "--int4-block-size", "24"]) == 2  # fmt: skip
+    assert "power of two" in capsys.readouterr().err
+
+
+def test_calibration_on_recorded_frames(bundle, tiny_recording, tmp_path) -> None:
+    _, dataset = tiny_recording
+    result = quantize_bundle(
+        QuantizeConfig(bundle=bundle, out=tmp_path / "q", plan="selective", dataset=dataset,
+                       calibration_observations=4, eval_observations=2)
+    )  # fmt: skip
+    assert 0 < result.action_error_max < 0.2
+    assert str(dataset.resolve()) in Manifest.read(tmp_path / "q").parity["observations_from"]

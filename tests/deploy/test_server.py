@@ -11,7 +11,7 @@ from edgevla_runtime.control import ControlConfig
 from edgevla_runtime.remote import RemoteError, RemoteRunner
 from edgevla_runtime.robot import drive
 
-from edgevla.deploy.export import sim_observations
+from edgevla.deploy.observations import sim_observations
 from edgevla.deploy.server import PolicyServer, ServeConfig
 from edgevla.errors import BadInput
 

@@ -11,7 +11,8 @@ from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
 
 @dataclass(frozen=True)
 class Args(QuantizeConfig):
-    """Quantise a bundle's stages by a plan (fp32, int8-all, int8-static-all, selective)."""
+    """Quantise a bundle's stages by a plan (fp32, int8-all, int8-static-all, int4-all, selective,
+    selective-dynamic, auto, or a YAML file with per-stage precisions and layers kept fp32)."""
 
     json: bool = False
 
@@ -41,3 +42,8 @@ def show(result) -> None:
         f"max {result.action_error_max:.4f}, mean {result.action_error_mean:.4f} (action units, rad); "
         f"calibration {result.calibration}; {result.seconds:.1f} s"
     )
+    if result.reduce_range:
+        console.print(
+            "int8 weights in 7 bits (--reduce-range): this CPU (x86-64 without VNNI) saturates "
+            "8-bit products; pass --reduce-range off for a bundle meant for an Arm board"
+        )

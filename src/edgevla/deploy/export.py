@@ -33,6 +33,8 @@ from edgevla_runtime.bundle import (
 )
 from edgevla_runtime.features import STATE_KEY, TASK
 
+from edgevla.deploy.observations import observations as observations_for
+from edgevla.deploy.observations import source_of
 from edgevla.errors import EXIT_NO, BadInput, EdgevlaError
 from edgevla.jsonio import write_json_atomic
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -58,7 +60,9 @@ class ExportConfig:
     layout: str = "split"
     """split: one graph per stage (vision, transformer); single: one graph"""
     parity_observations: int = 8
-    """observations rendered by the simulator for the parity check"""
+    """observations for the parity check"""
+    dataset: Path | None = None
+    """draw the parity observations from this recorded dataset (default: render them)"""
     tolerance: float = DEFAULT_TOLERANCE
     """largest allowed |bundle - PyTorch| action difference (action units)"""
     overwrite: bool = False
@@ -77,6 +81,8 @@ class ExportConfig:
             raise BadInput(f"must be > 0, got {self.tolerance}", field="--tolerance")
         if Path(self.out).exists() and not self.overwrite:
             raise BadInput("already exists; pass --overwrite to replace it", path=self.out)
+        if self.dataset is not None and not Path(self.dataset).is_dir():
+            raise BadInput("dataset folder not found", path=self.dataset, field="--dataset")
 
 
 @dataclass
@@ -115,6 +121,10 @@ def export_bundle(config: ExportConfig, progress: ProgressFn = no_progress) -> E
                    "noise_shape": [1, int(cfg.chunk_size), int(cfg.max_action_dim)]}  # fmt: skip
         # Parity on the deterministic path (zero noise): every stage and every Euler step.
         torch_runner = TorchPolicyRunner(policy, ckpt.normalizer(), noise_scale=0.0)
+    # Before any export work, so a dataset the model cannot see through fails at once.
+    observations = observations_for(
+        torch_runner, config.parity_observations, seed=0, dataset=config.dataset, split=None
+    )
     out = Path(config.out)
     with bundle_being_written(out, "exporting") as work:
         specs = []
@@ -131,7 +141,6 @@ def export_bundle(config: ExportConfig, progress: ProgressFn = no_progress) -> E
         manifest = Manifest(**{**manifest.__dict__, "task": task, "sampler": sampler})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
         progress(ProgressEvent("export", len(stages), len(stages), "parity"))
-        observations = sim_observations(torch_runner, config.parity_observations)
         candidate = BundleRunner(work, threads=config.threads, noise_scale=0.0 if sampler else 1.0)
         worst = parity(torch_runner, candidate, observations)
         if not worst <= config.tolerance:
@@ -143,7 +152,7 @@ def export_bundle(config: ExportConfig, progress: ProgressFn = no_progress) -> E
         parity_info = {
             "max_abs_action_diff": worst,
             "observations": len(observations),
-            "source": "simulator",
+            "source": source_of(config.dataset),
             "tolerance": config.tolerance,
         }
         manifest = Manifest(**{**manifest.__dict__, "parity": parity_info})
@@ -239,29 +248,6 @@ def _manifest(ckpt, runner, stats, specs: tuple[StageSpec, ...]) -> Manifest:
         eps=EPS,
         checkpoint=str(Path(ckpt.folder).resolve()),
     )
-
-
-def sim_observations(runner, n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """n observations the policy could meet: the simulator at the policy's image size, reset at
-    seeded starts and moved by the scripted expert for a few steps (images and state vary)."""
-    from edgevla.sim.env import TeaBagMugEnv
-    from edgevla.sim.expert import ScriptedExpert
-    from edgevla.sim.scene import SceneConfig
-
-    h, w = runner.image_hw
-    env = TeaBagMugEnv(SceneConfig(image_height=h, image_width=w))
-    observations = []
-    try:
-        for i in range(n):
-            obs, _ = env.reset(seed=seed + i)
-            expert = ScriptedExpert()
-            expert.reset(env)
-            for _ in range(5 * i):  # later observations further into the motion
-                obs, *_ = env.step(expert.act(env))
-            observations.append({k: np.array(v) for k, v in obs.items()})
-    finally:
-        env.close()
-    return observations
 
 
 def parity(reference, candidate, observations: list[dict[str, np.ndarray]]) -> float:

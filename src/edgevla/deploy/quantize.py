@@ -12,9 +12,10 @@ A plan is data: {stage name or "*": precision}. Precisions:
     int4-weights  MatMul weights 4-bit in blocks of 32 (ONNX Runtime's MatMulNBits), activations
                   fp32: a quarter of the memory traffic for the transformer layers, no
                   calibration; Conv layers stay fp32
-Named plans (`PLANS`): fp32, int8-all (dynamic everywhere), int8-static-all, selective (the
-vision stage int8 static, SmolVLA's prefill int8 dynamic, the rest, the action expert or ACT's
-transformer, fp32: the paper's choice of where precision is cheap). A named plan may name stages
+Named plans (`PLANS`): fp32, int8-all (dynamic everywhere), int8-static-all, int4-all (4-bit
+MatMul weights everywhere, the expert included), selective (the vision stage int8 static,
+SmolVLA's prefill int8 dynamic, the rest, the action expert or ACT's transformer, fp32: the
+paper's choice of where precision is cheap). A named plan may name stages
 a bundle lacks (ACT has no prefill); a plan file must name only stages the bundle has.
 A plan can also be a YAML or JSON file holding the mapping, or "auto" with a budget: every
 combination of stage precisions is built and measured (action error against fp32 on held-out
@@ -49,35 +50,129 @@ PLANS: dict[str, dict[str, str]] = {
     "fp32": {"*": "fp32"},
     "int8-all": {"*": "int8-dynamic"},
     "int8-static-all": {"*": "int8-static"},
+    "int4-all": {"*": "int4-weights"},
     "selective": {"vision": "int8-static", "prefill": "int8-dynamic", "*": "fp32"},
     # the same split without calibration, for stages too large to calibrate statically
     "selective-dynamic": {"vision": "int8-dynamic", "prefill": "int8-dynamic", "*": "fp32"},
 }
 
 
-def read_plan_file(path: Path) -> dict[str, str]:
-    """A plan file: a YAML (or JSON) mapping {stage or "*": precision}. safe_load only: a plan
-    is data, never code."""
+@dataclass(frozen=True)
+class StagePlan:
+    """How one stage is quantised. Patterns follow ORT's own recipes (get_qdq_config's
+    nodes_to_exclude / op_types_to_quantize), held as data:
+        precision   one of PRECISIONS
+        keep_fp32   node-name patterns (fnmatch, e.g. "/backbone/layer4/*") left in fp32: the
+                    layers `edgevla sensitivity` finds most sensitive
+        op_types    quantise only these operator types (e.g. [MatMul]); empty: ORT's default
+    """
+
+    precision: str
+    keep_fp32: tuple[str, ...] = ()
+    op_types: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "keep_fp32": list(self.keep_fp32),
+                "op_types": list(self.op_types)}  # fmt: skip
+
+
+_PLAN_EXAMPLE = (
+    "e.g. {vision: {precision: int8-static, keep_fp32: ['/layer4/*']}, transformer: "
+    "int8-dynamic, '*': fp32}"
+)
+
+
+def _stage_plan(value: Any, where: str) -> StagePlan:
+    """A plan entry: a precision string, or a mapping {precision, keep_fp32, op_types}."""
+    if isinstance(value, StagePlan):
+        return value
+    if isinstance(value, str):
+        value = {"precision": value}
+    if not isinstance(value, dict) or not isinstance(value.get("precision"), str):
+        raise BadInput(f"{where}: a stage maps to a precision or to a mapping with 'precision'; "
+                       + _PLAN_EXAMPLE, field="--plan")  # fmt: skip
+    unknown = set(value) - {"precision", "keep_fp32", "op_types"}
+    if unknown:
+        raise BadInput(f"{where}: unknown keys {sorted(unknown)}; allowed precision, keep_fp32, "
+                       "op_types", field="--plan")  # fmt: skip
+    lists = {}
+    for key in ("keep_fp32", "op_types"):
+        items = value.get(key) or []
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise BadInput(f"{where}: {key} must be a list of strings", field="--plan")
+        lists[key] = tuple(items)
+    if value["precision"] not in PRECISIONS:
+        raise BadInput(f"{where}: unknown precision {value['precision']!r}; one of {PRECISIONS}",
+                       field="--plan")  # fmt: skip
+    return StagePlan(value["precision"], lists["keep_fp32"], lists["op_types"])
+
+
+def read_plan_file(path: Path) -> dict[str, StagePlan]:
+    """A plan file: a YAML (or JSON) mapping {stage or "*": precision or StagePlan fields}.
+    safe_load only: a plan is data, never code."""
     import yaml
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise BadInput(f"cannot read the plan file ({e})", path=path, field="--plan") from e
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
-        raise BadInput("a plan file maps stage names (or '*') to precisions, e.g. {vision: int8-static, '*': fp32}",
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise BadInput("a plan file maps stage names (or '*') to precisions, " + _PLAN_EXAMPLE,
                        path=path, field="--plan")  # fmt: skip
-    return data
+    return {k: _stage_plan(v, f"{path}: {k}") for k, v in data.items()}
+
+
+def write_plan_file(plan: dict[str, StagePlan], path: Path) -> Path:
+    """The inverse of read_plan_file (a plan `auto` chose, kept as a file to reuse)."""
+    import yaml
+
+    data = {}
+    for stage, sp in plan.items():
+        full = {k: v for k, v in sp.to_dict().items() if v}
+        data[stage] = full if len(full) > 1 else sp.precision
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return Path(path)
 
 
 def _is_plan_file(plan: str) -> bool:
     return plan.endswith((".yaml", ".yml", ".json"))
 
 
-def resolve_plan(plan: str | dict[str, str], stages: list[str]) -> dict[str, str]:
-    """{stage: precision} for every stage of a bundle, from a plan name, file or mapping."""
+def int8_saturates() -> bool:
+    """Whether this CPU's int8 kernels can saturate: ONNX Runtime multiplies uint8 activations
+    by int8 weights with VPMADDUBSW on x86-64 without VNNI, whose int16 sums clip; weights in 7
+    bits (reduce_range) avoid it. Arm and VNNI CPUs compute exactly. (Measured here, AVX2 only,
+    shipped ACT: int8-all max action error 0.43 rad at 8 bits, 0.05 at 7 bits.)"""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        return True  # unknown x86: the safe side
+    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
+
+
+def resolve_reduce_range(setting: str) -> bool:
+    return int8_saturates() if setting == "auto" else setting == "on"
+
+
+def require_fp32(manifest: Manifest, bundle: Path) -> None:
+    """Quantising a quantised stage compounds two errors and ORT's tools refuse or mangle
+    QDQ/MatMulNBits graphs: plans start from the fp32 export."""
+    done = {s.name: s.precision for s in manifest.stages if s.precision != "fp32"}
+    if done:
+        stage, precision = next(iter(done.items()))
+        raise BadInput(
+            f"stage {stage!r} is already {precision}; quantise from the fp32 bundle that "
+            "`edgevla export` wrote (its path is in this bundle's manifest, parity.source_bundle)",
+            path=bundle,
+        )
+
+
+def resolve_plan(plan: str | dict[str, Any], stages: list[str]) -> dict[str, StagePlan]:
+    """{stage: StagePlan} for every stage of a bundle, from a plan name, file or mapping."""
     if isinstance(plan, str):
         if _is_plan_file(plan):
             plan = read_plan_file(Path(plan))
@@ -93,10 +188,23 @@ def resolve_plan(plan: str | dict[str, str], stages: list[str]) -> dict[str, str
         raise BadInput(
             f"names stages {sorted(unknown)} the bundle does not have ({stages})", field="--plan"
         )
-    out = {s: plan.get(s, plan.get("*", "fp32")) for s in stages}
-    bad = {s: p for s, p in out.items() if p not in PRECISIONS}
-    if bad:
-        raise BadInput(f"unknown precision {bad}; one of {PRECISIONS}", field="--plan")
+    return {s: _stage_plan(plan.get(s, plan.get("*", "fp32")), s) for s in stages}
+
+
+def excluded_nodes(model_path: Path, stage: str, patterns: tuple[str, ...]) -> list[str]:
+    """Node names of the graph matched by `patterns`; a pattern matching nothing is a typo."""
+    import fnmatch
+
+    import onnx
+
+    names = [n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node]
+    out: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise BadInput(f"stage {stage!r}: keep_fp32 pattern {pattern!r} matches no node; "
+                           "`edgevla sensitivity` lists the node names", field="--plan")  # fmt: skip
+        out += [h for h in hits if h not in out]
     return out
 
 
@@ -106,7 +214,8 @@ class QuantizeConfig:
     """an fp32 bundle from `edgevla export`"""
     out: Path
     plan: str = "selective"
-    """fp32 | int8-all | int8-static-all | selective | selective-dynamic | auto | a .yaml file"""
+    """fp32 | int8-all | int8-static-all | int4-all | selective | selective-dynamic | auto | a
+    .yaml file"""
     budget: float | None = None
     """with --plan auto: the largest action error (rad) allowed against fp32"""
     calibration: str = "minmax"
@@ -114,6 +223,14 @@ class QuantizeConfig:
     calibration_observations: int = 16
     eval_observations: int = 8
     """held-out observations (other seeds) for the action error"""
+    dataset: Path | None = None
+    """calibrate on frames of this recorded dataset's train split and measure the error on its
+    val split (default: observations rendered by the simulator)"""
+    int4_block_size: int = INT4_BLOCK_SIZE
+    """int4-weights: weights per scale (a power of two >= 16; smaller is more accurate)"""
+    reduce_range: str = "auto"
+    """int8 weights in 7 bits: on | off | auto (on where this CPU saturates int8 products:
+    x86-64 without VNNI; Arm boards and VNNI CPUs do not)"""
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -136,7 +253,15 @@ class QuantizeConfig:
             )
         if self.calibration_observations < 1 or self.eval_observations < 1:
             raise BadInput("calibration and eval observations must be >= 1")
-        Manifest.read(self.bundle)  # a bundle, readable, before any work
+        if self.int4_block_size < 16 or self.int4_block_size & (self.int4_block_size - 1):
+            raise BadInput(f"must be a power of two >= 16, got {self.int4_block_size}",
+                           field="--int4-block-size")  # fmt: skip
+        if self.dataset is not None and not Path(self.dataset).is_dir():
+            raise BadInput("dataset folder not found", path=self.dataset, field="--dataset")
+        if self.reduce_range not in ("auto", "on", "off"):
+            raise BadInput(f"must be auto, on or off, got {self.reduce_range!r}",
+                           field="--reduce-range")  # fmt: skip
+        require_fp32(Manifest.read(self.bundle), self.bundle)  # readable, fp32, before any work
         if Path(self.out).exists() and not self.overwrite:
             raise BadInput("already exists; pass --overwrite to replace it", path=self.out)
 
@@ -150,6 +275,10 @@ class QuantizeResult:
     action_error_mean: float
     eval_observations: int
     sizes_bytes: dict[str, int] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """stages with layers kept in fp32 or operator types restricted (plan files)"""
+    reduce_range: bool = False
+    """int8 weights were quantised in 7 bits (see int8_saturates)"""
     seconds: float = 0.0
     candidates: list[dict[str, Any]] = field(default_factory=list)
     """--plan auto: every combination measured (plan, error max/mean, p50 latency)"""
@@ -159,28 +288,34 @@ class QuantizeResult:
 
 
 def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) -> QuantizeResult:
-    from edgevla.deploy.export import bundle_being_written, sim_observations
+    from edgevla.deploy.export import bundle_being_written
+    from edgevla.deploy.observations import observations, source_of
 
     t0 = time.perf_counter()
     source = Path(config.bundle)
     fp32 = BundleRunner(source)
-    calib_obs = sim_observations(fp32, config.calibration_observations, seed=1000)
-    eval_obs = sim_observations(fp32, config.eval_observations, seed=2000)
+    reduce_range = resolve_reduce_range(config.reduce_range)
+    calib_obs = observations(fp32, config.calibration_observations, 1000, config.dataset, "train")
+    eval_obs = observations(fp32, config.eval_observations, 2000, config.dataset, "val")
     feeds = calibration_feeds(fp32, calib_obs)
     candidates: list[dict[str, Any]] = []
+    names = [s.name for s in fp32.manifest.stages]
     if config.plan == "auto":
-        plan, candidates = auto_plan(fp32, feeds, eval_obs, config, progress)
+        chosen, candidates = auto_plan(fp32, feeds, eval_obs, config, progress)
+        plan = resolve_plan(chosen, names)
     else:
-        plan = resolve_plan(config.plan, [s.name for s in fp32.manifest.stages])
+        plan = resolve_plan(config.plan, names)
     out = Path(config.out)
     with bundle_being_written(out, "quantizing") as work:
         specs = []
         for i, stage in enumerate(fp32.manifest.stages):
-            progress(ProgressEvent("quantize", i, len(plan), f"{stage.name}: {plan[stage.name]}"))
+            sp = plan[stage.name]
+            progress(ProgressEvent("quantize", i, len(plan), f"{stage.name}: {sp.precision}"))
             src, dst = source / stage.file, work / stage.file
-            quantize_stage(src, dst, plan[stage.name], feeds[stage.name], config.calibration)
+            quantize_stage(src, dst, sp, feeds[stage.name], config.calibration,
+                           config.int4_block_size, stage=stage.name, reduce_range=reduce_range)  # fmt: skip
             specs.append(StageSpec(stage.name, stage.file, stage.inputs, stage.outputs,
-                                   plan[stage.name], sha256_of(dst)))  # fmt: skip
+                                   sp.precision, sha256_of(dst)))  # fmt: skip
         manifest = Manifest(**{**fp32.manifest.__dict__, "stages": tuple(specs)})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
         progress(ProgressEvent("quantize", len(plan), len(plan), "action error"))
@@ -192,12 +327,17 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
             "mean_abs_action_diff": err_mean,
             "observations": len(eval_obs),
             "calibration": config.calibration,
+            "observations_from": source_of(config.dataset),
+            "plan": {name: sp.to_dict() for name, sp in plan.items()},
+            "reduce_range": reduce_range,
         }
         manifest = Manifest(**{**manifest.__dict__, "parity": parity})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
     return QuantizeResult(
         bundle=str(out),
-        plan=plan,
+        plan={name: sp.precision for name, sp in plan.items()},
+        overrides={n: sp.to_dict() for n, sp in plan.items() if sp.keep_fp32 or sp.op_types},
+        reduce_range=reduce_range,
         calibration=config.calibration,
         action_error_max=err_max,
         action_error_mean=err_mean,
@@ -250,9 +390,9 @@ def auto_plan(
             for stage in stages:
                 dst = Path(tmp) / precision / stage.file
                 dst.parent.mkdir(exist_ok=True)
-                quantize_stage(
-                    source / stage.file, dst, precision, feeds[stage.name], config.calibration
-                )
+                quantize_stage(source / stage.file, dst, precision, feeds[stage.name],
+                               config.calibration, config.int4_block_size,
+                               reduce_range=resolve_reduce_range(config.reduce_range))  # fmt: skip
         for i, combo in enumerate(combos):
             plan = {s.name: p for s, p in zip(stages, combo, strict=True)}
             progress(ProgressEvent("auto plan", i, len(combos), " ".join(combo)))
@@ -323,10 +463,19 @@ class _Feeds:
 
 
 def quantize_stage(
-    src: Path, dst: Path, precision: str, feeds: list[dict[str, np.ndarray]], calibration: str
+    src: Path,
+    dst: Path,
+    plan: StagePlan | str,
+    feeds: list[dict[str, np.ndarray]],
+    calibration: str,
+    int4_block_size: int = INT4_BLOCK_SIZE,
+    stage: str = "",
+    reduce_range: bool = False,
 ) -> None:
-    """Write `src` at `precision` to `dst` (fp32: a copy)."""
-    if precision == "fp32":
+    """Write `src` at `plan`'s precision to `dst` (fp32: a copy), leaving the nodes its
+    keep_fp32 patterns match in fp32."""
+    plan = _stage_plan(plan, stage or Path(src).stem)
+    if plan.precision == "fp32":
         shutil.copyfile(src, dst)
         return
     import logging
@@ -335,12 +484,22 @@ def quantize_stage(
     level = root.level
     root.setLevel(logging.ERROR)  # ORT's quantiser logs advice through the root logger
     try:
-        _quantize(src, dst, precision, feeds, calibration)
+        exclude = excluded_nodes(src, stage or Path(src).stem, plan.keep_fp32)
+        _quantize(src, dst, plan, exclude, feeds, calibration, int4_block_size, reduce_range)
     finally:
         root.setLevel(level)
 
 
-def _quantize(src: Path, dst: Path, precision: str, feeds, calibration: str) -> None:
+def _quantize(
+    src: Path,
+    dst: Path,
+    plan: StagePlan,
+    exclude: list[str],
+    feeds,
+    calibration: str,
+    int4_block_size: int,
+    reduce_range: bool,
+) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -349,19 +508,24 @@ def _quantize(src: Path, dst: Path, precision: str, feeds, calibration: str) -> 
         quantize_static,
     )
 
+    precision, op_types = plan.precision, list(plan.op_types) or None
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if precision == "int4-weights":
             import onnx
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-            quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=INT4_BLOCK_SIZE,
-                                             is_symmetric=True)  # fmt: skip
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=int4_block_size,
+                                             is_symmetric=True, nodes_to_exclude=exclude,
+                                             op_types_to_quantize=tuple(op_types) if op_types else None)  # fmt: skip
             quantizer.process()
             quantizer.model.save_model_to_file(str(dst))
             return
         if precision == "int8-dynamic":
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True,
+                             nodes_to_exclude=exclude, op_types_to_quantize=op_types,
+                             reduce_range=reduce_range)  # fmt: skip
             return
         method = {
             "minmax": CalibrationMethod.MinMax,
@@ -377,4 +541,7 @@ def _quantize(src: Path, dst: Path, precision: str, feeds, calibration: str) -> 
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=method,
+            nodes_to_exclude=exclude,
+            op_types_to_quantize=op_types,
+            reduce_range=reduce_range,
         )

@@ -36,9 +36,14 @@ class SensitivityConfig:
     eval_observations: int = 4
     calls: int = 5
     """timed calls per stage for its latency"""
+    reduce_range: str = "auto"
+    """int8 weights in 7 bits: on | off | auto (see `edgevla quantize --help`)"""
+    dataset: Path | None = None
+    """calibrate on this recorded dataset's train split, measure on its val split (default:
+    observations rendered by the simulator)"""
 
     def __post_init__(self) -> None:
-        from edgevla.deploy.quantize import CALIBRATIONS, PRECISIONS
+        from edgevla.deploy.quantize import CALIBRATIONS, PRECISIONS, require_fp32
 
         bad = [p for p in self.precisions if p not in PRECISIONS or p == "fp32"]
         if bad or not self.precisions:
@@ -49,7 +54,9 @@ class SensitivityConfig:
             raise BadInput(f"must be one of {CALIBRATIONS}", field="--calibration")
         if min(self.calibration_observations, self.eval_observations, self.calls) < 1:
             raise BadInput("observation and call counts must be >= 1")
-        Manifest.read(self.bundle)
+        if self.dataset is not None and not Path(self.dataset).is_dir():
+            raise BadInput("dataset folder not found", path=self.dataset, field="--dataset")
+        require_fp32(Manifest.read(self.bundle), self.bundle)
 
 
 @dataclass
@@ -76,17 +83,17 @@ class SensitivityResult:
 
 def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -> SensitivityResult:
     from edgevla.deploy.bench import stage_latencies
-    from edgevla.deploy.export import sim_observations
-    from edgevla.deploy.quantize import calibration_feeds, quantize_stage
+    from edgevla.deploy.observations import observations
+    from edgevla.deploy.quantize import calibration_feeds, quantize_stage, resolve_reduce_range
     from edgevla.jsonio import write_json_atomic
 
     source = Path(config.bundle)
     fp32 = BundleRunner(source)
     manifest = fp32.manifest
-    feeds = calibration_feeds(
-        fp32, sim_observations(fp32, config.calibration_observations, seed=1000)
-    )
-    held_out = sim_observations(fp32, config.eval_observations, seed=2000)
+    reduce_range = resolve_reduce_range(config.reduce_range)
+    calib = observations(fp32, config.calibration_observations, 1000, config.dataset, "train")
+    feeds = calibration_feeds(fp32, calib)
+    held_out = observations(fp32, config.eval_observations, 2000, config.dataset, "val")
     rng = np.random.default_rng(0)
     noises = None
     if manifest.sampler:
@@ -103,7 +110,8 @@ def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -
                 variant = Path(tmp) / f"{stage.name}-{precision}"
                 shutil.copytree(source, variant)
                 quantize_stage(source / stage.file, variant / stage.file, precision,
-                               feeds[stage.name], config.calibration)  # fmt: skip
+                               feeds[stage.name], config.calibration,
+                               reduce_range=reduce_range)  # fmt: skip
                 runner = BundleRunner(variant, verify=False)  # the manifest's sha is fp32's
                 diffs = [
                     np.abs(runner.predict_chunk(o, noise=None if noises is None else noises[i]) - reference[i])
