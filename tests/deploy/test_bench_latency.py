@@ -1,0 +1,68 @@
+"""`edgevla bench latency`: p50/p90/p99 per call and stage at each thread count, peak RSS in a
+fresh process, size on disk, FLOPs and the floor, --json and --plot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgevla.cli import main
+from edgevla.deploy.bench import MIB, LatencyBenchConfig, bench_latency
+
+from .conftest import ASSET
+
+
+def test_a_row_per_thread_count_with_percentiles_memory_disk_and_floor(bundle) -> None:
+    result = bench_latency(LatencyBenchConfig(bundles=(bundle,), threads=(1, 2), calls=5, warmup=1))
+    assert [r.threads for r in result.rows] == [1, 2]
+    assert [p["threads"] for p in result.peaks] == [1, 2]
+    disk = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) / MIB
+    for row in result.rows:
+        assert 0 < row.p50_s <= row.p90_s <= row.p99_s
+        assert list(row.stages_p50_s) == ["vision", "transformer"]
+        for stage in row.stages_p50_s:
+            assert 0 < row.stages_p50_s[stage] <= row.stages_p90_s[stage] <= row.stages_p99_s[stage]
+        assert 0 < row.rss_mb < row.rss_process_mb
+        assert row.disk_mb == pytest.approx(disk)
+        assert row.flops == pytest.approx(sum(row.stages_flops.values())) and row.flops > 0
+        assert row.unresolved_nodes == 0
+        assert row.floor_s == pytest.approx(sum(row.stages_floor_s.values())) and row.floor_s > 0
+        assert row.x_floor == pytest.approx(row.p50_s / row.floor_s)
+        assert row.stages_x_floor["vision"] == pytest.approx(
+            row.stages_p50_s["vision"] / row.stages_floor_s["vision"]
+        )
+        assert row.vs_pytorch is None  # no checkpoint in this run
+
+
+def test_json_and_plot_with_pytorch_of_the_same_weights(bundle, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    png = tmp_path / "latency.png"
+    code = main(["bench", "latency", "--checkpoint", str(ASSET), "--bundles", str(bundle),
+                 "--threads", "1", "--calls", "2", "--warmup", "1", "--plot", str(png), "--json"])  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["figure"] == str(png)
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] > 100
+    torch_row, onnx_row = out["rows"]
+    assert (torch_row["format"], onnx_row["format"]) == ("PyTorch", "ONNX Runtime")
+    for key in ("p50_s", "p90_s", "p99_s", "rss_mb", "rss_process_mb", "disk_mb", "flops",
+                "floor_s", "x_floor", "vs_pytorch", "stages_p90_s", "stages_p99_s", "stages_x_floor"):  # fmt: skip
+        assert key in onnx_row
+    assert torch_row["vs_pytorch"] == 1.0
+    assert onnx_row["vs_pytorch"] == pytest.approx(torch_row["p50_s"] / onnx_row["p50_s"])
+    # eager PyTorch is charged the FLOPs of the bundle exported from the same checkpoint
+    assert torch_row["flops"] == onnx_row["flops"] and torch_row["floor_s"] > 0
+    assert torch_row["disk_mb"] == pytest.approx((ASSET / "model.safetensors").stat().st_size / MIB)
+    assert set(onnx_row["stages_p50_s"]) == {"vision", "transformer"}
+    assert {"fp32_gflops", "int8_gops", "threads", "size"} <= set(out["peaks"][0])
+
+
+def test_bad_arguments_are_one_line_before_any_work(bundle, tmp_path, capsys) -> None:
+    assert main(["bench", "latency", "--bundles", str(bundle), "--plot", str(tmp_path / "a.jpg")]) == 2  # fmt: skip
+    assert "--plot: must end in .png" in capsys.readouterr().err
+    assert main(["bench", "latency", "--bundles", str(bundle), "--threads", "0"]) == 2
+    assert not (tmp_path / "a.jpg").exists()
+    assert LatencyBenchConfig(bundles=(bundle,), threads=1).threads == (1,)
