@@ -108,7 +108,17 @@ def test_sensitivity_measures_each_stage_and_the_expert_step_by_step(
     assert set(result.expert_steps) == {"int8-dynamic", "int8-static"}
     assert all(len(v) == 10 and v[-1] > 0 for v in result.expert_steps.values())
     assert Path(result.figure).read_bytes()[:4] == b"\x89PNG"
-    assert json.loads(Path(result.results_file).read_text())["expert_steps"] == result.expert_steps
+    saved = json.loads(Path(result.results_file).read_text())
+    assert saved["expert_steps"] == result.expert_steps
+    # the worst stage opened layer by layer, and its noisiest layers form a valid plan entry
+    assert result.layers and saved["layers"][0]["node"] == result.layers[0].node
+    from edgevla.deploy.quantize import resolve_plan
+
+    entry = result.keep_fp32_plan()
+    stage = result.layers_of["stage"]
+    assert resolve_plan(entry, [s.name for s in BundleRunner(smolvla_bundle).manifest.stages])[
+        stage
+    ].keep_fp32 == tuple(r.node for r in result.layers[:3])
 
 
 def test_auto_plan_picks_the_fastest_within_budget(smolvla_bundle, tmp_path) -> None:
@@ -166,5 +176,6 @@ def test_bench_latency_times_each_stage_of_a_sampling_bundle(smolvla_bundle) -> 
     assert row.stage_runs == {"vision": 1, "prefill": 1, "expert_step": 10}
     f = row.stages_flops
     assert row.flops == pytest.approx(f["vision"] + f["prefill"] + 10 * f["expert_step"])
+    assert row.unresolved_nodes == 0 and min(f.values()) > 0
     # one call runs the expert num_steps (10) times: more than one expert step alone
     assert row.p50_s > row.stages_p50_s["expert_step"]

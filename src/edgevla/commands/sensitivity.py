@@ -3,6 +3,7 @@ for a flow-matching expert the error after every denoising step."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from edgevla.commands import config_from, present
@@ -34,5 +35,15 @@ def show(result) -> None:
     for precision, errors in result.expert_steps.items():
         console.print(
             f"expert at {precision}, error after each step: " + " ".join(f"{e:.4f}" for e in errors)
+        )
+    if result.layers:
+        where = f"{result.layers_of['stage']} at {result.layers_of['precision']}"
+        rows = [
+            (r.node, r.op_type, f"{r.sqnr_db:.1f}", f"{r.noise_added:.2e}") for r in result.layers
+        ]
+        cols = ["layer (node)", "op", "SQNR vs fp32 (dB)", "noise added"]
+        console.print(table(f"the noisiest layers of {where}", cols, rows))
+        console.print(
+            f"to keep the first three in fp32, a plan file entry: {json.dumps(result.keep_fp32_plan())}"
         )
     console.print(f"figure: {result.figure}\nresults: {result.results_file}")

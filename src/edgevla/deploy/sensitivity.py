@@ -4,7 +4,9 @@ For every stage s and precision p, a copy of the fp32 bundle with only s at p ru
 held-out observations as the fp32 bundle; the table gives the action error (max and mean abs,
 action units) and s's own median latency. For a flow-matching bundle, the expert's error is
 also followed step by step: from the same noise and the same (fp32) prefix, the quantised and
-the fp32 Euler trajectories are compared after every denoising step. A curve that grows with
+the fp32 Euler trajectories are compared after every denoising step. Last, the stage and
+precision with the largest error is opened layer by layer (deploy/layers.py): the layers that
+add the most quantisation noise, which a plan can keep in fp32 (keep_fp32). A curve that grows with
 the steps is the accumulation the NXP/Hugging Face write-up warns about (and the reason to keep
 the expert in higher precision); a flat one says the expert tolerates it.
 """
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 from edgevla_runtime.bundle import BundleRunner, Manifest
 
+from edgevla.deploy.layers import LayerError, layer_errors
 from edgevla.errors import BadInput
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 
@@ -38,6 +41,10 @@ class SensitivityConfig:
     """timed calls per stage for its latency"""
     reduce_range: str = "auto"
     """int8 weights in 7 bits: on | off | auto (see `edgevla quantize --help`)"""
+    top_layers: int = 10
+    """layers listed for the stage with the largest error"""
+    layer_feeds: int = 4
+    """held-out stage inputs the per-layer errors are measured on"""
     dataset: Path | None = None
     """calibrate on this recorded dataset's train split, measure on its val split (default:
     observations rendered by the simulator)"""
@@ -52,7 +59,8 @@ class SensitivityConfig:
             )
         if self.calibration not in CALIBRATIONS:
             raise BadInput(f"must be one of {CALIBRATIONS}", field="--calibration")
-        if min(self.calibration_observations, self.eval_observations, self.calls) < 1:
+        if min(self.calibration_observations, self.eval_observations, self.calls,
+               self.top_layers, self.layer_feeds) < 1:  # fmt: skip
             raise BadInput("observation and call counts must be >= 1")
         if self.dataset is not None and not Path(self.dataset).is_dir():
             raise BadInput("dataset folder not found", path=self.dataset, field="--dataset")
@@ -74,8 +82,21 @@ class SensitivityResult:
     rows: list[SensitivityRow]
     expert_steps: dict[str, list[float]] = field(default_factory=dict)
     """precision -> mean abs error of x after each Euler step (flow matching only)"""
+    layers_of: dict[str, str] = field(default_factory=dict)
+    """the stage and precision with the largest mean action error, whose layers are listed"""
+    layers: list[LayerError] = field(default_factory=list)
+    """its layers adding the most quantisation noise, largest first (see deploy/layers.py)"""
     figure: str | None = None
     results_file: str = ""
+
+    def keep_fp32_plan(self, n: int = 3) -> dict[str, Any]:
+        """A plan entry keeping the n noisiest layers of the worst stage in fp32."""
+        if not self.layers_of:
+            return {}
+        keep = [layer.node for layer in self.layers[:n]]
+        return {
+            self.layers_of["stage"]: {"precision": self.layers_of["precision"], "keep_fp32": keep}
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,13 +144,21 @@ def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -
                 if manifest.sampler and stage.name == manifest.sampler["stage"]:
                     curves[precision] = _step_errors(fp32, runner, held_out, noises)
                 done += 1
-        progress(ProgressEvent("sensitivity", total, total, "done"))
+        worst = max(rows, key=lambda r: r.action_error_mean)
+        progress(ProgressEvent("sensitivity", total, total, f"layers of {worst.stage} {worst.precision}"))  # fmt: skip
+        stage = next(s for s in manifest.stages if s.name == worst.stage)
+        held_feeds = calibration_feeds(fp32, held_out)[stage.name][: config.layer_feeds]
+        layers = layer_errors(source / stage.file,
+                              Path(tmp) / f"{stage.name}-{worst.precision}" / stage.file,
+                              held_feeds)[: config.top_layers]  # fmt: skip
     fp32_latency = stage_latencies(fp32, held_out[0], config.calls)
     fp32_rows = [SensitivityRow(s.name, "fp32", 0.0, 0.0, fp32_latency[s.name])
                  for s in manifest.stages]  # fmt: skip
     out = Path(config.out) if config.out else source.parent / f"{source.name}_sensitivity"
     out.mkdir(parents=True, exist_ok=True)
-    result = SensitivityResult(str(source), fp32_rows + rows, curves)
+    result = SensitivityResult(str(source), fp32_rows + rows, curves,
+                               layers_of={"stage": worst.stage, "precision": worst.precision},
+                               layers=layers)  # fmt: skip
     result.figure = str(plot_sensitivity(result, out / "sensitivity.png"))
     result.results_file = str(out / "sensitivity.json")
     write_json_atomic(out / "sensitivity.json", result.to_dict())
