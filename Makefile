@@ -26,7 +26,7 @@ test: $(STAMP)
 # matplotlib), so an import of them sneaking into the runtime fails here.
 test-runtime:
 	rm -rf .venv-runtime && $(PYTHON) -m venv .venv-runtime
-	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check './packages/edgevla-runtime[test]'
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check './packages/edgevla-runtime[test,jpeg]'
 	cd packages/edgevla-runtime && ../../.venv-runtime/bin/python -m pytest -q -p no:cacheprovider tests
 	rm -rf .venv-runtime
 

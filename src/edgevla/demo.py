@@ -248,7 +248,7 @@ def deploy_stages(config: DemoConfig, ckpt: Path, out: Path, result: dict, rows:
 
     announce("10. bench: latency per inference, PyTorch vs bundles (1 thread)")
     lat = bench_latency(LatencyBenchConfig(checkpoint=ckpt, bundles=(Path(fp32.bundle), Path(quant.bundle)),
-                                           calls=10), progress)  # fmt: skip
+                                           threads=1, calls=10), progress)  # fmt: skip
     result["bench_latency"] = lat.to_dict()
     rows.append(("bench latency", "  ".join(f"{r.format} {r.precision} {1000 * r.p50_s:.0f} ms" for r in lat.rows),
                  "edgevla bench latency"))  # fmt: skip
@@ -271,7 +271,7 @@ def deploy_stages(config: DemoConfig, ckpt: Path, out: Path, result: dict, rows:
     fps = runner.manifest.fps or 30.0
     control = ControlConfig(mode="async", chunk_size_threshold="auto", fps=fps, on_fault="hold",
                             max_steps=round(config.robot_seconds * fps), inference_timeout_s=2.0)  # fmt: skip
-    ep = drive(SimRobot(seed=config.seed), runner, control, seed=config.seed)
+    ep = drive(SimRobot(seed=config.seed, fps=fps), runner, control, seed=config.seed)
     result["robot"] = ep.to_dict()
     rows.append(("robot (real time)", f"{ep.ticks} ticks at {fps:g} fps, jitter p99 "
                  f"{1000 * (ep.tick_jitter_p99_s or 0):.1f} ms, {ep.deadline_misses} deadline misses, "

@@ -9,7 +9,8 @@ import pytest
 from edgevla_runtime import wire
 from edgevla_runtime.control import ControlConfig
 from edgevla_runtime.remote import RemoteError, RemoteRunner
-from edgevla_runtime.robot import drive
+from edgevla_runtime.robot import check_fit, drive, latency_budget
+from edgevla_runtime.testing import ScriptedRunner
 
 from edgevla.deploy.observations import sim_observations
 from edgevla.deploy.server import PolicyServer, ServeConfig
@@ -171,3 +172,80 @@ def test_disconnect_frees_the_session(server) -> None:
             break
         time.sleep(0.05)
     assert srv.stats.sessions_open == 0
+
+
+def test_jpeg_images_are_decoded_by_the_server_and_give_the_local_chunk(server, bundle) -> None:
+    """The server runs the policy on exactly the pixels the client's JPEG decodes to."""
+    from edgevla_runtime.bundle import BundleRunner
+
+    srv, port = server
+    remote = RemoteRunner(f"127.0.0.1:{port}", image_codec="jpeg", jpeg_quality=80)
+    local = BundleRunner(bundle)
+    obs = sim_observations(local, 1)[0]
+    framed = remote.frame(obs)
+    assert len(wire.encode(framed)) < len(wire.encode(obs)) / 4
+    decoded = wire.decode(wire.encode({"type": "infer", "observation": framed}))["observation"]
+    assert np.array_equal(remote.predict_chunk(obs), local.predict_chunk(decoded))
+    remote.close()
+
+
+def test_bad_jpeg_gets_a_one_line_error_and_the_server_keeps_serving(server) -> None:
+    srv, port = server
+    good = RemoteRunner(f"127.0.0.1:{port}", image_codec="jpeg")
+    obs = sim_observations(good, 1)[0]
+    top = good.frame(obs)["observation.images.top"]
+    ws = raw_client(port)
+    assert ask(ws, {"type": "hello"})["type"] == "welcome"
+    h, w, _ = top["shape"]
+    lies = [({**top, "shape": [h, w + 1, 3]}, "declared RGB"),  # the declared shape is not the JPEG's
+            ({**top, "data": top["data"][: len(top["data"]) // 2]}, "could not be decoded"),
+            ({**top, "shape": [60_000, 60_000, 3]}, "exceeds")]  # fmt: skip
+    for image, says in lies:
+        reply = ask(ws, {"type": "infer", "observation": {**obs, "observation.images.top": image}})
+        assert reply["type"] == "error" and says in reply["message"]
+        assert len(reply["message"].splitlines()) == 1 and "Traceback" not in reply["message"]
+    assert good.predict_chunk(obs).shape == (good.chunk_size, good.action_dim)  # unaffected
+    ws.close()
+    good.close()
+
+
+def test_slow_server_is_a_budget_violation_with_underruns_and_the_arm_holds() -> None:
+    """Server inference 0.2 s; at 50 fps, chunk 20, g=0.25 the queue covers 0.1 s: every chunk
+    comes late. Not a fault (it answers): the arm holds on the starved ticks, executes each
+    action at most once and never an older one."""
+    srv = PolicyServer.for_runner(ScriptedRunner(20, sleep_s=0.2))
+    port = srv.start()
+    remote = RemoteRunner(f"127.0.0.1:{port}", timeout_s=5.0)
+    arm = Arm({"observation.state": np.zeros(6, np.float32)})
+    config = ControlConfig(mode="async", chunk_size_threshold=0.25, aggregate_fn_name="latest_only",
+                           fps=50, max_steps=100, inference_timeout_s=5.0, on_fault="hold")  # fmt: skip
+    try:
+        result = drive(arm, remote, config)
+    finally:
+        remote.close()
+        srv.stop()
+    budget = latency_budget(result, config, 20)
+    assert budget["fits"] is False and budget["latency_p95_s"] > budget["t_execution_s"] == 0.1
+    assert result.faults == 0 and result.inference_count >= 2
+    assert result.underruns >= 1 and result.underrun_ticks >= result.underruns
+    trace = [float(a[0]) for a in arm.sent]  # ScriptedRunner: chunk n row i = 100 (n + 1) + i
+    starved = [t for t, q in enumerate(result.queue_sizes) if q == 0]
+    assert all(trace[t] == trace[t - 1] for t in starved if t > 0)  # held, no jump
+    fresh = [v for t, v in enumerate(trace) if result.queue_sizes[t] > 0]
+    assert fresh and all(b > a for a, b in zip(fresh, fresh[1:], strict=False))  # no replay
+
+
+def test_robot_at_another_fps_than_the_bundle_is_refused_before_it_moves(bundle, capsys) -> None:
+    """The bundle learned at 60 fps; `--fps 30` builds the simulated arm at 30: refused."""
+    from edgevla_runtime.bundle import BundleRunner
+    from edgevla_runtime.cli import main
+
+    from edgevla.sim.robot import SimRobot
+
+    assert main(["run", "--bundle", str(bundle), "--robot", "sim", "--fps", "30"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fps: the policy learned at 60 fps but the robot runs at 30" in err[0]
+    runner = BundleRunner(bundle)
+    check_fit(SimRobot(fps=60), runner, ControlConfig(fps=60))  # the default: built at 60
+    assert main(["run", "--bundle", str(bundle), "--image-codec", "jpeg"]) == 2
+    assert "--image-codec applies to --remote" in capsys.readouterr().err

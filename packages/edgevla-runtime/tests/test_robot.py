@@ -12,9 +12,10 @@ import threading
 import numpy as np
 import pytest
 from edgevla_runtime.control import ControlConfig
+from edgevla_runtime.control.loop import run_episode
 from edgevla_runtime.features import ACTION_DIM, STATE_KEY
-from edgevla_runtime.robot import Interrupted, Robot, drive
-from edgevla_runtime.testing import ScriptedRunner
+from edgevla_runtime.robot import Interrupted, Robot, check_fit, drive, latency_budget
+from edgevla_runtime.testing import RecordingEnv, ScriptedRunner
 
 
 class FakeArm:
@@ -53,8 +54,10 @@ class FakeArm:
 
 
 def config(**kw) -> ControlConfig:
+    # A generous timeout: only the hang test relies on one, and a loaded CI machine can stall a
+    # thread for a few hundred ms (a spurious timeout would add a second fault).
     base = dict(mode="async", chunk_size_threshold=0.5, fps=50, max_steps=60,
-                inference_timeout_s=0.3, on_fault="hold")  # fmt: skip
+                inference_timeout_s=1.5, on_fault="hold")  # fmt: skip
     return ControlConfig(**{**base, **kw})
 
 
@@ -80,7 +83,7 @@ def test_hung_inference_times_out_and_its_late_chunk_is_never_executed() -> None
     threading.Timer(0.6, release.set).start()  # the hung call returns after 0.6 s
     arm = FakeArm()
     runner = ScriptedRunner(10, block=release, block_on_call=1)
-    result = drive(arm, runner, config(max_steps=80))
+    result = drive(arm, runner, config(max_steps=80, inference_timeout_s=0.3))
     assert result.faults >= 1 and "TimeoutError" in result.fault_messages[0]
     assert not any(200 <= v < 300 for v in arm.trace)  # the stale chunk was dropped
     assert any(v >= 300 for v in arm.trace)  # inference answered again: recovered
@@ -151,3 +154,43 @@ def test_a_policy_that_does_not_fit_the_arm_is_refused_before_it_moves(runner, s
     with pytest.raises((KeyError, ValueError), match=says):
         drive(arm, runner, config())
     assert arm.sent == [] and arm.connected is False  # never moved, disconnected
+
+
+class Learned60(ScriptedRunner):
+    fps = 60.0
+
+
+def test_a_robot_at_another_fps_than_the_policy_learned_is_refused_before_it_moves() -> None:
+    arm = FakeArm()
+    arm.fps = 30
+    with pytest.raises(
+        ValueError, match="fps: the policy learned at 60 fps but the robot runs at 30"
+    ):
+        drive(arm, Learned60(10), config(fps=60))
+    assert arm.sent == [] and arm.connected is False  # never connected, never moved
+    with pytest.raises(
+        ValueError, match="fps: the loop would tick at 50 fps but the robot runs at 30"
+    ):
+        drive(arm, ScriptedRunner(10), config(fps=50))  # a policy without a rate: the loop's
+    arm.fps = 60
+    check_fit(arm, Learned60(10), config(fps=60))  # agreeing: fine
+    check_fit(FakeArm(), Learned60(10), config(fps=50))  # a robot without fps: caller's choice
+
+
+@pytest.mark.parametrize(
+    ("latency", "threshold", "fits"),
+    [("0.05", 0.5, True), ("0.3", 0.5, False), ("0.05", "auto", True), ("0.3", "auto", False)],
+)
+def test_latency_budget_says_whether_inference_fitted_the_schedule(
+    latency, threshold, fits
+) -> None:
+    """Chunk 10 at 50 fps: g=0.5 leaves 0.1 s; auto keeps async while 2 L + 2 ticks <= 10. Too
+    slow, the arm waits between chunks: underruns at a fixed g, auto falls back to sync."""
+    cfg = ControlConfig(mode="async", chunk_size_threshold=threshold, fps=50, max_steps=80,
+                        latency=latency)  # fmt: skip
+    result = run_episode(RecordingEnv(), ScriptedRunner(10), cfg)
+    budget = latency_budget(result, cfg, 10)
+    assert budget["fits"] is fits and budget["latency_p95_s"] == pytest.approx(float(latency))
+    assert budget["t_execution_s"] == pytest.approx(0.1 if threshold == 0.5 else 0.08)
+    assert (result.idle_fraction_running > 0) is not fits
+    assert (result.underruns > 0) is (not fits and threshold != "auto")

@@ -21,6 +21,7 @@ ALLOWED_TOP = set(sys.stdlib_module_names) | {
     "onnxruntime",
     "msgpack",
     "websockets",
+    "PIL",  # the optional jpeg extra, imported only when JPEG images are sent or received
     "__future__",
     "edgevla_runtime",
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 
 import msgpack
 import numpy as np
@@ -73,14 +75,42 @@ _values = st.recursive(
 @settings(max_examples=2000, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["type", "__nd__", "dtype", "shape", "data", "x"]), _values, max_size=5
+        st.sampled_from(["type", "__nd__", "__jpeg__", "dtype", "shape", "data", "x"]),
+        _values,
+        max_size=5,
     )
 )
 def test_mutated_messages_decode_or_are_refused(fields) -> None:
-    """Maps that look like messages and arrays, with wrong types anywhere."""
+    """Maps that look like messages, arrays and JPEG images, with wrong types anywhere (without
+    Pillow a JPEG is refused too; test_wire_jpeg.py fuzzes real JPEG streams)."""
     data = msgpack.packb({"type": "infer", "observation": fields, **fields}, use_bin_type=True)
     try:
         message = wire.decode(data)
     except wire.WireError:
         return
     assert isinstance(message, dict) and isinstance(message["type"], str)
+
+
+def test_raw_client_never_needs_pillow_and_jpeg_without_it_says_how_to_install() -> None:
+    """In an interpreter where PIL cannot be imported: raw messages round-trip; asking for JPEG
+    is one line naming the extra, from the API and from the command line (exit 2)."""
+    script = """
+import sys
+sys.modules["PIL"] = None  # `import PIL` now raises ImportError
+import numpy as np
+from edgevla_runtime import wire
+from edgevla_runtime.remote import RemoteRunner
+from edgevla_runtime.cli import main
+obs = {"observation.images.top": np.zeros((4, 4, 3), np.uint8)}
+assert wire.decode(wire.encode({"type": "infer", "observation": obs}))["observation"]
+try:
+    RemoteRunner("127.0.0.1:9", image_codec="jpeg")
+except wire.JpegUnavailable as e:
+    print(e)
+assert main(["run", "--remote", "127.0.0.1:9", "--image-codec", "jpeg"]) == 2
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "pip install edgevla-runtime[jpeg]" in done.stdout
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and "pip install edgevla-runtime[jpeg]" in err[0], done.stderr

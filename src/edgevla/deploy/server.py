@@ -10,7 +10,12 @@ Safety: loopback by default; any other bind address requires a shared token, com
 constant time, checked in the first message of every session. Messages over the size limit,
 malformed, of the wrong shape or dtype, or out of order get a short error reply (never a
 traceback) and the server keeps serving everyone else; a client that disconnects frees its
-session.
+session. Camera images come raw or as JPEG with their shape; wire.decode decodes a JPEG within
+the message's size limit and refuses one whose decoded shape is not the declared one.
+
+`PolicyServer(config)` loads config.policy; `PolicyServer.for_runner(runner)` serves a runner
+already in memory (tests inject slow or failing runners; `edgevla bench transport` serves a
+runner that only checks shapes, to time the transport alone).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 from edgevla_runtime import wire
 from edgevla_runtime.observation import check_observation
+from edgevla_runtime.runner import PolicyRunner
 
 from edgevla.errors import BadInput
 
@@ -80,22 +86,43 @@ class ServerStats:
 
 
 class PolicyServer:
-    """Loads the policy once; `serve_forever()` or `start()` (a background thread) + `stop()`."""
+    """Loads the policy once; `start()` (a background thread, returns the port) + `stop()`."""
 
     def __init__(self, config: ServeConfig):
         from edgevla.policies.runner import load_runner
 
-        self.config = config
-        self.runner = load_runner(config.policy, config.threads, config.noise_scale)
+        runner = load_runner(config.policy, config.threads, config.noise_scale)
+        self._setup(runner, config.host, config.port, config.token, _fps_of(runner, config.policy))
+        self.config: ServeConfig | None = config
+
+    @classmethod
+    def for_runner(
+        cls, runner: PolicyRunner, host: str = "127.0.0.1", port: int = 0,
+        token: str | None = None,
+    ) -> PolicyServer:  # fmt: skip
+        """Serve a runner already in memory; its `fps` attribute, if any, is the policy's fps.
+        Off loopback a token is required, as for ServeConfig."""
+        if not is_loopback(host) and not token:
+            raise BadInput(f"serving on {host} needs a token", field="--token")
+        server = cls.__new__(cls)
+        server._setup(runner, host, port, token, getattr(runner, "fps", None))
+        server.config = None
+        return server
+
+    def _setup(
+        self, runner: PolicyRunner, host: str, port: int, token: str | None, fps: float | None
+    ) -> None:
+        self.runner = runner
+        self.host, self.port, self.token = host, port, token
         self.lock = threading.Lock()
         self.stats = ServerStats()
         self._server = None
         self._thread: threading.Thread | None = None
-        r = self.runner
+        r = runner
         self.policy_info = {
             "chunk_size": r.chunk_size, "action_dim": r.action_dim,
             "camera_names": list(r.camera_names), "image_hw": list(r.image_hw),
-            "state_dim": r.action_dim, "fps": _fps_of(r, Path(config.policy)),
+            "state_dim": r.action_dim, "fps": fps,
         }  # fmt: skip
 
     # ---- one message
@@ -106,10 +133,10 @@ class PolicyServer:
             if kind == "health":
                 return wire.encode({"type": "ok", "sessions": self.stats.sessions_open})
             if kind == "hello":
-                if self.config.token is not None:
+                if self.token is not None:
                     given = message.get("token")
                     if not isinstance(given, str) or not hmac.compare_digest(
-                        given.encode(), self.config.token.encode()
+                        given.encode(), self.token.encode()
                     ):
                         return self._refuse("wrong or missing token")
                 session.authenticated = True
@@ -144,13 +171,16 @@ class PolicyServer:
             observation, r.action_dim, r.camera_names, r.image_hw, "the served policy"
         )
         for key, value in observation.items():
-            if key.startswith("observation.images.") and value.dtype != np.uint8:
-                return self._refuse(f"{key} must be uint8, got {value.dtype}")
+            if key.startswith("observation.images.") and getattr(value, "dtype", None) != np.uint8:
+                return self._refuse(f"{key[:64]} must be a uint8 array")
         with self.lock:
             base = 0 if session.seed is None else session.seed
             r.reset(base * 1_000_003 + session.chunk_index)  # this session's noise, chunk k
             t0 = time.perf_counter()
-            chunk = r.predict_chunk(observation)
+            try:
+                chunk = r.predict_chunk(observation)
+            except Exception as e:  # the policy failed on this input: tell the client, keep serving
+                return self._refuse(f"inference failed ({type(e).__name__}: {str(e)[:120]})")
             elapsed = time.perf_counter() - t0
             self.stats.inferences += 1
         session.chunk_index += 1
@@ -177,7 +207,7 @@ class PolicyServer:
         """Serve in a background thread; returns the bound port (useful with port 0)."""
         from websockets.sync.server import serve
 
-        self._server = serve(self._connection, self.config.host, self.config.port,
+        self._server = serve(self._connection, self.host, self.port,
                              max_size=wire.MAX_MESSAGE_BYTES, compression=None)  # fmt: skip
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="edgevla-serve", daemon=True
@@ -198,4 +228,4 @@ def _fps_of(runner, folder: Path) -> float | None:
         return manifest.fps
     from edgevla.policies.checkpoint import Checkpoint
 
-    return Checkpoint.open(folder).fps
+    return Checkpoint.open(Path(folder)).fps

@@ -7,6 +7,7 @@ Registered for the runtime through the entry point group `edgevla_runtime.robots
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,15 @@ LIMIT_MARGIN_RAD = 0.1
 
 
 class SimRobot:
-    """TeaBagMugEnv as a robot. seed: the start the first connect() resets to."""
+    """TeaBagMugEnv as a robot. seed: the start the first connect() resets to; fps: the control
+    rate it steps at (default: the scene's), so a policy is driven at the rate it learned."""
 
-    def __init__(self, scene: SceneConfig | None = None, seed: int = 0):
+    def __init__(self, scene: SceneConfig | None = None, seed: int = 0, fps: float | None = None):
         self.scene = scene or SceneConfig()
+        if fps is not None and fps != self.scene.fps:
+            if not float(fps).is_integer():
+                raise ValueError(f"fps: the simulated arm steps at whole rates, got {fps}")
+            self.scene = replace(self.scene, fps=int(fps))
         self.seed = seed
         self.env: TeaBagMugEnv | None = None
         self._observation: dict[str, Any] | None = None
@@ -34,6 +40,10 @@ class SimRobot:
             (JOINT_LIMITS[:, 0] - LIMIT_MARGIN_RAD).astype(np.float32),
             (JOINT_LIMITS[:, 1] + LIMIT_MARGIN_RAD).astype(np.float32),
         )
+
+    @property
+    def fps(self) -> int:
+        return self.scene.fps
 
     @property
     def observation_features(self) -> dict[str, Any]:

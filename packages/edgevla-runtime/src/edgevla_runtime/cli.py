@@ -1,11 +1,15 @@
 """`edgevla-runtime`: the board-side command. No torch, no rich: argparse and plain text.
 
     edgevla-runtime run --bundle B --robot sim [--seconds 20] [--threshold auto] [--json]
+    edgevla-runtime run --remote HOST:PORT [--image-codec jpeg] --robot sim ...
 
-Drives the robot in real time with the bundle (see robot.drive) and prints, at the end: tick
-jitter p50/p99, deadline misses, idle fraction, inference latency p50/p99, faults held.
-Robots are found by name in the entry point group `edgevla_runtime.robots` (edgevla registers
-"sim", the simulated arm); a driver package registers its own the same way.
+Drives the robot in real time with the bundle, or with the policy server at HOST:PORT (see
+robot.drive), and prints, at the end: tick jitter p50/p99, deadline misses, idle fraction,
+inference latency p50/p99, underruns, whether the latency fitted the schedule's budget, faults
+held. Robots are found by name in the entry point group `edgevla_runtime.robots` (edgevla
+registers "sim", the simulated arm); a driver package registers its own the same way. A robot
+factory that takes `fps=` (the simulator) is built at the control rate; a robot with a fixed
+`fps` that differs from the policy's is refused before it moves (robot.check_fit).
 
 Exit status: 0 done, 2 bad input (one line on stderr), 130 Ctrl-C (the arm holds, then
 disconnects).
@@ -14,6 +18,7 @@ disconnects).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -22,6 +27,7 @@ from importlib.metadata import entry_points
 
 from edgevla_runtime.control.aggregation import AGGREGATE_FN_NAMES
 from edgevla_runtime.control.config import ControlConfig
+from edgevla_runtime.control.loop import chunk_length
 
 ROBOT_GROUP = "edgevla_runtime.robots"
 
@@ -31,14 +37,19 @@ def robots() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group=ROBOT_GROUP)}
 
 
-def load_robot(name: str, seed: int):
+def load_robot(name: str, seed: int, fps: float | None = None):
+    """The registered robot `name`, built at `fps` when its factory takes an fps."""
     found = robots()
     if name not in found:
         known = ", ".join(sorted(found)) or "none installed"
         raise ValueError(
             f"--robot {name!r} is not registered (known: {known}); install its driver package"
         )
-    return found[name].load()(seed=seed)
+    factory = found[name].load()
+    kwargs: dict[str, object] = {"seed": seed}
+    if fps is not None and "fps" in inspect.signature(factory).parameters:
+        kwargs["fps"] = fps
+    return factory(**kwargs)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,7 +62,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--token", default=None, help="the server's shared token (off loopback)")
     run.add_argument("--robot", default="sim", help="a registered robot name (default: sim)")
     run.add_argument("--seconds", type=float, default=20.0, help="how long to run")
-    run.add_argument("--fps", type=float, default=None, help="control rate (default: the bundle's)")
+    run.add_argument(
+        "--fps", type=float, default=None,
+        help="control rate (default: the policy's); a robot that runs at another rate than "
+        "the policy learned at is refused",
+    )  # fmt: skip
+    run.add_argument(
+        "--image-codec", default="raw", choices=("raw", "jpeg"),
+        help="with --remote: send camera images raw or as JPEG (needs edgevla-runtime[jpeg])",
+    )  # fmt: skip
+    run.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality, 1-95")
     run.add_argument(
         "--threshold", default="auto", help="async chunk_size_threshold in [0, 1], or auto"
     )
@@ -77,29 +97,38 @@ def _ms(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{1000 * x:.1f} ms"
 
 
+def _budget(b: dict[str, object]) -> str:
+    if b["fits"] is None:
+        return "-"
+    verdict = "fits" if b["fits"] else "does NOT fit: the arm holds between chunks"
+    return f"{_ms(b['latency_p95_s'])} vs {_ms(b['t_execution_s'])}, {verdict}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        from edgevla_runtime.robot import Interrupted, drive
+        from edgevla_runtime.robot import Interrupted, drive, latency_budget, policy_fps
 
         if args.remote:
             from edgevla_runtime.remote import RemoteRunner
 
-            runner = RemoteRunner(args.remote, token=args.token, timeout_s=args.timeout)
-            trained_fps = runner.fps
+            runner = RemoteRunner(args.remote, token=args.token, timeout_s=args.timeout,
+                                  image_codec=args.image_codec, jpeg_quality=args.jpeg_quality)  # fmt: skip
         else:
+            if args.image_codec != "raw":
+                raise ValueError("--image-codec applies to --remote (a bundle runs here)")
             from edgevla_runtime.bundle import BundleRunner
 
             runner = BundleRunner(args.bundle, threads=args.threads)
-            trained_fps = runner.manifest.fps
-        fps = args.fps or trained_fps or 30.0
+        fps = args.fps or policy_fps(runner)
+        robot = load_robot(args.robot, args.seed, fps)
+        fps = fps or getattr(robot, "fps", None) or 30.0
         threshold = args.threshold if args.threshold == "auto" else float(args.threshold)
         config = ControlConfig(
             mode="async", chunk_size_threshold=threshold, aggregate_fn_name=args.aggregate,
             fps=fps, max_steps=max(1, round(args.seconds * fps)), episode_time_s=args.seconds,
             inference_timeout_s=args.timeout, on_fault="hold",
         )  # fmt: skip
-        robot = load_robot(args.robot, args.seed)
         result = drive(robot, runner, config, seed=args.seed)
     except Interrupted as stop:
         print(f"edgevla-runtime run: {stop}; disconnected", file=sys.stderr)
@@ -109,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgevla-runtime run: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     s = summary(result)
+    s["budget"] = latency_budget(result, config, chunk_length(config, runner))
     if args.remote:
         s.update(runner.timing())
         s["reconnects"] = runner.reconnects
@@ -122,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("idle fraction", f"{s['idle_fraction']:.1%}"),
         ("inference latency p50 / p95 / max", " / ".join(_ms(s[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_max_s"))),
         ("inferences, underruns", f"{s['inference_count']}, {s['underruns']}"),
+        ("latency budget (p95 vs T_execution)", _budget(s["budget"])),
         ("faults held (ticks)", f"{s['faults']} ({s['fault_ticks']})"),
         ("task success (robot's report)", str(s["success"])),
     ]  # fmt: skip

@@ -6,6 +6,14 @@ reply carries the server's own inference time, so the latency the loop measures 
 predict_chunk splits into inference (server_inference_s) and network + (de)serialisation
 (the rest), with no synchronised clocks.
 
+Images go as raw pixels (image_codec="raw", the default) or as JPEG (image_codec="jpeg", at
+jpeg_quality): three rendered 480x640 frames take 42 KB instead of 2.7 MB at quality 90, at
+the cost of an encode here and a decode on the server (on loopback raw is faster; JPEG is for
+a network that cannot carry 80 MB/s at 30 fps; `edgevla bench transport` measures both).
+JPEG needs Pillow (`pip install edgevla-runtime[jpeg]`); a raw client never imports it. The
+round trip is timed from before the encode, so the network share of the split includes
+(de)serialisation, JPEG included.
+
 Faults: a dropped connection, a timeout or an error reply raise from predict_chunk, which the
 loop handles as an inference fault (on_fault="hold": the arm holds, the queue is dropped). The
 next call reconnects, at most once per backoff interval (doubling up to max_backoff_s), so a
@@ -21,14 +29,19 @@ from typing import Any
 import numpy as np
 
 from edgevla_runtime import wire
+from edgevla_runtime.features import IMAGE_KEY_PREFIX
 
 
 class RemoteError(ConnectionError):
     """The server could not be reached or answered with an error."""
 
 
+IMAGE_CODECS = ("raw", "jpeg")
+
+
 class RemoteRunner:
-    """address "HOST:PORT"; token: the server's shared token (needed off loopback)."""
+    """address "HOST:PORT"; token: the server's shared token (needed off loopback);
+    image_codec: "raw" or "jpeg" (at jpeg_quality, 1-95)."""
 
     def __init__(
         self,
@@ -37,10 +50,20 @@ class RemoteRunner:
         timeout_s: float = 5.0,
         backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
+        image_codec: str = "raw",
+        jpeg_quality: int = 90,
     ):
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--remote must be HOST:PORT, got {address!r}")
+        if image_codec not in IMAGE_CODECS:
+            raise ValueError(f"--image-codec must be one of {IMAGE_CODECS}, got {image_codec!r}")
+        if not 1 <= jpeg_quality <= 95:
+            raise ValueError(f"--jpeg-quality must be in [1, 95], got {jpeg_quality}")
+        if image_codec == "jpeg":
+            wire.require_jpeg()  # one line naming the extra, before any connection
+        self.image_codec = image_codec
+        self.jpeg_quality = jpeg_quality
         self.url = f"ws://{host}:{port}"
         self.token = token
         self.timeout_s = timeout_s
@@ -147,10 +170,19 @@ class RemoteRunner:
         self._ensure()
         self._call({"type": "reset", "seed": seed})
 
+    def frame(self, observation: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The observation as sent: images as JPEG maps when image_codec is "jpeg"."""
+        if self.image_codec == "raw":
+            return dict(observation)
+        return {
+            k: wire.jpeg_image(v, self.jpeg_quality) if k.startswith(IMAGE_KEY_PREFIX) else v
+            for k, v in observation.items()
+        }
+
     def predict_chunk(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         self._ensure()
         t0 = time.perf_counter()
-        reply = self._call({"type": "infer", "observation": dict(observation)})
+        reply = self._call({"type": "infer", "observation": self.frame(observation)})
         self.round_trip_s.append(time.perf_counter() - t0)
         if reply.get("type") != "chunk" or not isinstance(reply.get("chunk"), np.ndarray):
             raise RemoteError("policy server sent no chunk")

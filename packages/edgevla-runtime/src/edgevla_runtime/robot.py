@@ -6,13 +6,19 @@
     send_action(action (6,) float32 joint targets, or a {"<motor>.pos": value} dict)
     observation_features / action_features: what it produces and accepts
     action_limits (optional): (low, high) per joint; a chunk outside them is a fault
+    fps (optional): the rate the robot runs at (a simulator's step, a driver's control rate)
 
 `RobotEnv` turns a Robot into the environment the one control loop (`control.loop.run_episode`)
 drives; `drive(robot, runner, ...)` runs it in real time (RealTimeClock: a control thread
 ticking at fps, inference beside it, as onnxruntime releases the GIL), with faults held
 (on_fault="hold": the arm keeps its last command, never jumps, never replays a stale chunk,
 and resumes when inference answers again). Ctrl-C stops the loop with the arm holding its last
-command, then disconnects.
+command, then disconnects. Before the robot is connected, `check_fit` refuses a policy and
+robot that disagree on fps (the policy's, from its bundle or server; the robot's `fps`, when it
+has one), or a loop ticking at another rate than the robot's, naming the field; cameras, image size and action width are
+checked on the first observation, before the first command. `latency_budget` says afterwards
+whether the measured inference latency fitted the schedule (a slow policy or server shows as
+underruns, each held, and as a budget that does not fit).
 
 Adapting a LeRobot robot (its get_observation returns "<motor>.pos" keys and camera names):
 
@@ -30,6 +36,7 @@ Adapting a LeRobot robot (its get_observation returns "<motor>.pos" keys and cam
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +46,7 @@ from edgevla_runtime.control.clocks import RealTimeClock
 from edgevla_runtime.control.config import ControlConfig
 from edgevla_runtime.control.loop import run_episode
 from edgevla_runtime.control.metrics import EpisodeResult
+from edgevla_runtime.control.schedule import check_budget
 from edgevla_runtime.features import JOINT_FEATURE_NAMES, STATE_KEY
 from edgevla_runtime.runner import PolicyRunner
 
@@ -68,6 +76,60 @@ def action_array(action: np.ndarray | Mapping[str, float]) -> np.ndarray:
             raise KeyError(f"action lacks {missing}; expected keys {list(JOINT_FEATURE_NAMES)}")
         return np.array([action[k] for k in JOINT_FEATURE_NAMES], dtype=np.float32)
     return np.asarray(action, dtype=np.float32)
+
+
+def policy_fps(runner: PolicyRunner) -> float | None:
+    """The rate the policy learned at: its `fps`, or its bundle manifest's; None if unknown."""
+    fps = getattr(runner, "fps", None)
+    if fps is None:
+        fps = getattr(getattr(runner, "manifest", None), "fps", None)
+    return float(fps) if fps is not None else None
+
+
+def check_fit(robot: Robot, runner: PolicyRunner, config: ControlConfig) -> None:
+    """Refuse, before the robot moves, a policy and robot that disagree on fps, and a loop
+    that would tick at another rate than the robot runs.
+
+    A chunk is a sequence of actions one tick apart: played at another rate it is the same
+    motion too fast or too slow. Raises ValueError naming the field; values not known (a robot
+    without `fps`, a policy without a recorded rate) are not checked, and a loop rate chosen
+    for a robot without `fps` is the caller's choice.
+    """
+    learned, robot_fps, tick = policy_fps(runner), getattr(robot, "fps", None), config.fps
+    if learned is not None and robot_fps is not None and not math.isclose(learned, robot_fps):
+        raise ValueError(
+            f"fps: the policy learned at {learned:g} fps but the robot runs at {robot_fps:g} fps, "
+            f"so every motion would play {robot_fps / learned:.2g}x as fast; run the robot at "
+            f"{learned:g} fps or use a policy trained at {robot_fps:g} fps"
+        )
+    if robot_fps is not None and not math.isclose(tick, robot_fps):
+        raise ValueError(
+            f"fps: the loop would tick at {tick:g} fps but the robot runs at {robot_fps:g} fps; "
+            f"control it at {robot_fps:g} fps (drop --fps)"
+        )
+
+
+def latency_budget(
+    result: EpisodeResult, config: ControlConfig, chunk_len: int
+) -> dict[str, float | bool | None]:
+    """Did the measured inference latency (p95) fit the schedule's execution horizon?
+
+    Fixed threshold g: T_execution = floor(g * chunk_len) / fps (schedule.check_budget).
+    "auto": asynchronous execution holds while 2 L + margin <= chunk_len (L in ticks), so
+    T_execution = (chunk_len - margin) / (2 fps); past it auto falls back to sync. Sync mode
+    waits by design: fits is None. When it does not fit, the run shows underruns (the arm
+    holding between chunks).
+    """
+    p95 = result.latency_p95_s
+    if config.mode == "sync" or p95 is None or math.isnan(p95):
+        return {"latency_p95_s": None, "t_execution_s": None, "fits": None}
+    if config.chunk_size_threshold == "auto":
+        t_execution = (chunk_len - config.auto_margin_ticks) / (2 * config.fps)
+        fits = p95 <= t_execution
+    else:
+        budget = check_budget(p95, config.fps, chunk_len, float(config.chunk_size_threshold))
+        t_execution, fits = budget.t_execution_s, budget.fits
+    return {"latency_p95_s": p95, "t_execution_s": t_execution, "fits": bool(fits)}
 
 
 class RobotEnv:
@@ -111,8 +173,10 @@ def drive(
 
     Faults are held (config.on_fault should be "hold"; "stop" ends at the first fault). On
     Ctrl-C the last command is sent once more (the arm holds, no motion from a half-merged
-    chunk) and the robot disconnects; Interrupted carries the held command.
+    chunk) and the robot disconnects; Interrupted carries the held command. A policy that does
+    not fit the robot (check_fit; then the first observation) is refused before it moves.
     """
+    check_fit(robot, runner, config)
     env = RobotEnv(robot)
     limits = getattr(robot, "action_limits", None)
     if connect:
