@@ -1,14 +1,18 @@
 """`edgevla bench latency`: inference latency of a checkpoint in PyTorch and of bundles in ONNX
 Runtime, per call and per stage, at each thread count, with memory, size on disk and the floor
-(FLOPs over this CPU's measured GEMM peak)."""
+(FLOPs over this CPU's measured GEMM peak). `--paper-config act|smolvla` builds the paper's
+models at their real size with random weights first (edgevla.deploy.paper)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgevla.commands import config_from, present
 from edgevla.console import console, table
 from edgevla.deploy.bench import LatencyBenchConfig, bench_latency
+from edgevla.deploy.paper import PaperBenchConfig, bench_paper
+from edgevla.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,15 @@ class Args(LatencyBenchConfig):
     per-stage latency, peak RSS, size on disk and "x of the floor" (latency / (graph FLOPs /
     measured GEMM peak)); --plot writes a bar chart."""
 
+    paper_config: str | None = None
+    """act | smolvla: build the paper's model at its real size with random weights in --out,
+    export it, quantise it with --plans, then time eager fp32 vs fp32 bundle vs the best plan
+    (a rerun reuses what --out holds)"""
+    out: Path | None = None
+    """with --paper-config: the folder to build in (default outputs/paper_<policy>)"""
+    plans: tuple[str, ...] = ()
+    """with --paper-config: plans to quantise with (default: act int8-all selective-dynamic
+    int8-static-all; smolvla int8-all selective-dynamic)"""
     json: bool = False
 
     def __post_init__(self) -> None:
@@ -24,6 +37,18 @@ class Args(LatencyBenchConfig):
 
 
 def run(args: Args) -> int:
+    if args.paper_config is not None:
+        if args.checkpoint is not None or args.bundles:
+            raise BadInput("--paper-config builds its own checkpoint and bundles; drop "
+                           "--checkpoint / --bundles")  # fmt: skip
+        out = args.out or Path("outputs") / f"paper_{args.paper_config}"
+        config = PaperBenchConfig(args.paper_config, out, args.plans, args.threads, args.calls,
+                                  args.warmup, args.plot)  # fmt: skip
+        present(args, lambda report: bench_paper(config, progress=report), show_paper,
+                notes=lambda r: r.notes + _notes(r.latency))  # fmt: skip
+        return 0
+    if args.out is not None or args.plans:
+        raise BadInput("--out and --plans go with --paper-config act|smolvla")
     config = config_from(args, LatencyBenchConfig)
     present(args, lambda report: bench_latency(config, progress=report), show, notes=_notes)
     return 0
@@ -64,3 +89,31 @@ def show(result) -> None:
     console.print(f"floor = graph FLOPs / measured GEMM peak ({peaks})")
     if result.figure:
         console.print(f"figure: {result.figure}")
+
+
+def show_paper(result) -> None:
+    show(result.latency)
+    m = result.model
+    console.print(f"{result.policy} at the paper's size: {m['parameters'] / 1e6:.0f} M parameters "
+                  f"(random weights), cameras {', '.join(m['cameras'])} at "
+                  f"{m['image_hw'][0]}x{m['image_hw'][1]}; in {result.folder}"
+                  + (f" (built: {', '.join(result.built)})" if result.built else " (reused)"))  # fmt: skip
+    rows = [
+        (s.threads, _ms(s.eager_p50_s), f"{_ms(s.fp32_bundle_p50_s)} ({_x(s.fp32_bundle_vs_eager)})",
+         s.best_plan or "-", _ms(s.best_p50_s), _x(s.best_vs_eager), _x(s.best_x_floor),
+         "-" if s.best_action_error_max is None else f"{s.best_action_error_max:.3g}",
+         _goal(s.meets_vs_eager, f">= {s.goal_vs_eager:g}x"),
+         "-" if s.goal_x_floor is None else _goal(s.meets_x_floor, f"<= {s.goal_x_floor:g}x"))
+        for s in result.summary
+    ]  # fmt: skip
+    cols = ["threads", "eager fp32 ms", "fp32 bundle ms (vs eager)", "best plan", "best ms",
+            "best vs eager", "best x floor", "best max error", "goal vs eager",
+            "goal x floor"]  # fmt: skip
+    console.print(table("eager fp32 vs fp32 bundle vs the best plan", cols, rows))
+    errors = ", ".join(f"{p} {e['max']:.3g}" for p, e in result.action_error.items())
+    if errors:
+        console.print(f"max |action - fp32 bundle action| (rad): {errors}")
+
+
+def _goal(met: bool | None, goal: str) -> str:
+    return goal if met is None else f"{goal}: {'met' if met else 'not met'}"

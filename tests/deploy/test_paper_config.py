@@ -1,0 +1,106 @@
+"""`edgevla bench latency --paper-config act|smolvla`: the paper's models at their real size with
+random weights. The full-size build, export and timing are a benchmark (minutes, GBs), not a
+test: here the configs, a small random checkpoint through the same path, the summary's
+arithmetic and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevla.cli import main
+from edgevla.deploy.bench import LatencyBenchResult, LatencyRow
+from edgevla.deploy.paper import (
+    PaperBenchConfig,
+    _summaries,
+    paper_checkpoint,
+    paper_policy_config,
+)
+from edgevla.errors import BadInput
+
+SMALL_ACT = {"dim_model": 16, "n_heads": 2,
+             "dim_feedforward": 32, "n_encoder_layers": 1, "n_vae_encoder_layers": 1,
+             "latent_dim": 4, "chunk_size": 5, "n_action_steps": 5}  # fmt: skip
+
+
+def test_act_is_lerobots_default_on_three_cameras_at_480x640() -> None:
+    cfg = paper_policy_config("act")
+    assert [k.rsplit(".", 1)[-1] for k in cfg.image_features] == ["top", "gripper", "left"]
+    assert cfg.camera_hw == (480, 640)
+    assert (cfg.vision_backbone, cfg.pretrained_backbone_weights) == ("resnet18", None)
+    assert (cfg.dim_model, cfg.chunk_size, cfg.n_encoder_layers, cfg.n_decoder_layers) == (
+        512, 100, 4, 1)  # fmt: skip
+
+
+def test_smolvla_is_the_base_preset() -> None:
+    from edgevla.policies.smolvla.config import smolvla_base_preset
+
+    cfg = paper_policy_config("smolvla")
+    assert cfg == smolvla_base_preset()
+    assert (cfg.vision_num_layers, cfg.text_hidden_size, cfg.num_vlm_layers) == (12, 960, 16)
+
+
+def test_a_random_checkpoint_with_unit_statistics_reused_on_a_rerun(tmp_path) -> None:
+    from edgevla.policies.checkpoint import WEIGHTS_FILE, Checkpoint
+
+    folder = paper_checkpoint("act", tmp_path / "checkpoint", **SMALL_ACT)
+    ckpt = Checkpoint.open(folder)
+    assert ckpt.policy_type == "act"
+    assert ckpt.config == paper_policy_config("act", **SMALL_ACT)
+    stats = ckpt.require_stats()
+    assert set(stats) == set(ckpt.config.all_features)
+    for key, s in stats.items():
+        assert np.all(s["mean"] == 0) and np.all(s["std"] == 1), key
+    assert stats["observation.images.top"]["mean"].shape == (3, 1, 1)
+    mtime = (folder / WEIGHTS_FILE).stat().st_mtime_ns
+    assert paper_checkpoint("act", folder, **SMALL_ACT) == folder  # reused, not rewritten
+    assert (folder / WEIGHTS_FILE).stat().st_mtime_ns == mtime
+    with pytest.raises(BadInput, match="other than the --paper-config act"):
+        paper_checkpoint("act", folder, **{**SMALL_ACT, "dim_model": 32})
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]  # nothing left aside
+
+
+def _row(name: str, fmt: str, threads: int, p50: float, x_floor: float | None) -> LatencyRow:
+    return LatencyRow(name, fmt, "fp32", threads, p50, p50, p50, 1.0, 1.0, 1.0, x_floor=x_floor)
+
+
+def test_the_best_plan_is_the_fastest_quantised_bundle_against_the_goals() -> None:
+    rows = [_row("checkpoint", "PyTorch", 2, 1.0, 20.0),
+            _row("bundle_fp32", "ONNX Runtime", 2, 0.5, 10.0),
+            _row("bundle_int8-all", "ONNX Runtime", 2, 0.3, 4.0),
+            _row("bundle_int8-static-all", "ONNX Runtime", 2, 0.2, 2.5)]  # fmt: skip
+    plan_of = {"bundle_fp32": "fp32", "bundle_int8-all": "int8-all",
+               "bundle_int8-static-all": "int8-static-all"}  # fmt: skip
+    errors = {
+        "int8-all": {"max": 0.05, "mean": 0.01},
+        "int8-static-all": {"max": 0.1, "mean": 0.02},
+    }
+    (s,) = _summaries("act", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
+    assert (s.threads, s.best_plan, s.best_p50_s) == (2, "int8-static-all", 0.2)
+    assert s.best_action_error_max == 0.1
+    assert s.fp32_bundle_vs_eager == pytest.approx(2.0)
+    assert s.best_vs_eager == pytest.approx(5.0) and s.best_x_floor == 2.5
+    assert (s.meets_vs_eager, s.meets_x_floor) == (True, True)
+    (s,) = _summaries("smolvla", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
+    assert (s.meets_vs_eager, s.goal_x_floor, s.meets_x_floor) == (True, None, None)
+    rows[3].p50_s = 0.4  # now int8-all is the best: 3.3x, 4x the floor
+    (s,) = _summaries("act", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
+    assert (s.best_plan, s.meets_vs_eager, s.meets_x_floor) == ("int8-all", False, False)
+    assert s.best_action_error_max == 0.05
+
+
+def test_bad_input_is_one_line_before_any_work(tmp_path, capsys) -> None:
+    out = tmp_path / "paper"
+    assert main(["bench", "latency", "--paper-config", "foo", "--out", str(out)]) == 2
+    assert "--paper-config: must be one of act, smolvla, got 'foo'" in capsys.readouterr().err
+    assert main(["bench", "latency", "--paper-config", "act", "--out", str(out),
+                 "--plans", "int9-all"]) == 2  # fmt: skip
+    assert "unknown plan 'int9-all'" in capsys.readouterr().err
+    assert main(["bench", "latency", "--paper-config", "act", "--out", str(out),
+                 "--threads", "0"]) == 2  # fmt: skip
+    assert main(["bench", "latency", "--paper-config", "act", "--checkpoint", str(tmp_path)]) == 2
+    assert "drop --checkpoint" in capsys.readouterr().err
+    assert main(["bench", "latency", "--bundles", str(tmp_path), "--plans", "int8-all"]) == 2
+    assert "--out and --plans go with --paper-config" in capsys.readouterr().err
+    assert not out.exists()
+    assert PaperBenchConfig("smolvla", out).plans == ("int8-all", "selective-dynamic")
