@@ -46,6 +46,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "async"): ("bench_async", "sync vs async vs auto at the paper's latencies (virtual clock)"),
     ("bench", "latency"): ("bench_latency", "inference latency: a checkpoint in PyTorch vs bundles in ONNX Runtime, per stage"),
     ("bench", "transport"): ("bench_transport", "a remote policy's network cost on loopback: 3 cameras, raw vs JPEG, p50/p99"),
+    ("bench", "robots"): ("bench_robots", "N simulated robots sharing one policy server vs one alone: latency p50/p99, success"),
     ("bench", "train-step"): ("bench_train_step", "one ACT training step: LeRobot's default vs the edge preset"),
     ("bench", "sim"): ("sim_bench", "environment steps/s (physics + 3 cameras) and the expert's success rate"),
     ("sim", "snapshot"): ("sim_snapshot", "PNG of the camera views (and an expert rollout)"),

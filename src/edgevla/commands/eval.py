@@ -1,9 +1,11 @@
 """`edgevla eval`: closed-loop success on the plan's Test (20) / Val (10) / Global (30) positions.
 
 Prints the paper-format table (policy, format, latency, Acc. Test, Acc. Val, Global) with one
-row per control mode, the failures and first-grasp summary per mode, and where results.json
-went; `--json` prints one JSON object instead. Ctrl-C keeps the finished episodes
-(<out>/episodes.jsonl) and the same command continues from them.
+row per control mode (with `--clock realtime` also latency p99, tick jitter p50/p99 and deadline
+misses; with `--remote` the server's inference time and the network's share), the failures and
+first-grasp summary per mode, and where results.json went; `--json` prints one JSON object
+instead. Ctrl-C keeps the finished episodes (<out>/episodes.jsonl) and the same command
+continues from them.
 """
 
 from __future__ import annotations
@@ -16,17 +18,28 @@ from edgevla.commands import present
 from edgevla.console import console, table
 from edgevla.errors import EXIT_OK
 from edgevla.eval.report import fmt_first_grasp, fmt_outcomes
-from edgevla.eval.run import EvalConfig, EvalResult, evaluate
+from edgevla.eval.run import TABLE_KEYS, EvalConfig, EvalResult, evaluate
 
 
 @dataclass
 class Args:
     """Closed-loop evaluation on the plan's Test (20) / Val (10) / Global (30) positions."""
 
-    checkpoint: Path
+    checkpoint: Path | None = None
+    """a checkpoint folder or a bundle, run here (or give --remote)"""
+    remote: str | None = None
+    """HOST:PORT of `edgevla serve`: the policy runs there; each worker is one robot with its
+    own session (--workers 4: four robots sharing the server)"""
+    token: str | None = None
+    """the server's shared token (needed off loopback)"""
+    clock: Literal["virtual", "realtime"] = "virtual"
+    """virtual: simulated time, latency from --latency (deterministic); realtime: ticks on the
+    wall clock at the policy's fps, inference in a thread beside them, each worker a process of
+    its own (tick jitter, deadline misses measured; --workers 1 on a 2-core machine)"""
     plan: Path = Path("outputs/plan.json")
     out: Path | None = None
-    """where results.json and figures go (default: <checkpoint>/eval)"""
+    """where results.json and figures go (default: <checkpoint>/eval, or
+    outputs/eval_remote/HOST_PORT with --remote)"""
     modes: tuple[Literal["sync", "async"], ...] = ("async",)
     threshold: str = "0.5"
     """async chunk_size_threshold in [0, 1], or "auto" (latency-aware)"""
@@ -64,16 +77,24 @@ class Args:
             fps=self.fps, camera_moved=self.camera_moved,
             camera_shift_m=tuple(self.camera_shift_m), camera_turn_deg=tuple(self.camera_turn_deg),
             light_intensity=self.light_intensity, noise_scale=self.noise_scale, label=self.label,
-            resume=self.resume,
+            resume=self.resume, remote=self.remote, token=self.token, clock=self.clock,
         )  # fmt: skip
 
 
 def print_result(result: EvalResult) -> None:
     any_mode = next(iter(result.modes.values())).summary
+    rows = result.table()
     cols = ["Policy", "Format", "Mode", "Latency", f"Acc. Test ({any_mode['n_test']})",
             f"Acc. Val ({any_mode['n_val']})", f"Global ({any_mode['n_global']})", "Idle",
             "Completion"]  # fmt: skip
-    console.print(table("edgevla eval", cols, [tuple(r.values()) for r in result.table()]))
+    extra = {"latency_p99": "Latency p99", "jitter_p50": "Jitter p50", "jitter_p99": "Jitter p99",
+             "deadline_misses": "Deadline misses", "server_p50": "Server p50",
+             "network_p50": "Network p50"}  # fmt: skip
+    shown = [key for key in extra if any(key in r for r in rows)]
+    cols += [extra[key] for key in shown]
+    keys = [*TABLE_KEYS, *shown]
+    title = "edgevla eval" + (" (real time)" if any_mode.get("clock") == "realtime" else "")
+    console.print(table(title, cols, [tuple(r.get(k, "-") for k in keys) for r in rows]))
     for mode, m in result.modes.items():
         console.print(f"{mode} failures: {fmt_outcomes(m.summary['outcomes'])}")
         console.print(f"{mode} {fmt_first_grasp(m.summary['first_grasp'])}")

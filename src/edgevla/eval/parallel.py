@@ -2,8 +2,16 @@
 policy runner built once, so a 30-episode evaluation uses both cores of the board-class CPU.
 
 Workers receive a picklable `RunnerSpec` (how to build the runner) rather than the runner
-itself: models and renderers do not cross process boundaries. Results come back as
-`EpisodeOutcome` dataclasses; `to_dict()` is the flat row results.json holds.
+itself: models and renderers do not cross process boundaries. A "remote" spec makes each worker
+open its own session with a policy server (`edgevla serve`), so `--workers N` is N robots
+sharing one server. Results come back as `EpisodeOutcome` dataclasses; `to_dict()` is the flat
+row results.json holds.
+
+Episodes run on the virtual clock (deterministic, simulated latency) or, with clock="realtime",
+on the wall clock: the worker's thread ticks at the policy's fps while inference runs in a
+thread beside it (RealTimeClock, as `edgevla-runtime run` drives an arm), so the episode also
+measures tick jitter and deadline misses. The same loop (`run_episode`) and the same success
+check run either way.
 """
 
 from __future__ import annotations
@@ -20,17 +28,28 @@ from edgevla_runtime.control.metrics import EpisodeResult
 
 from edgevla.eval.protocol import EvalEpisode
 
+CLOCKS = ("virtual", "realtime")
+REMOTE_TIMEOUT_S = 30.0  # a remote call slower than this is lost (the loop's inference timeout)
+
 
 @dataclass(frozen=True)
 class RunnerSpec:
-    """What to run: a training checkpoint (PyTorch) or an exported bundle (ONNX Runtime)."""
+    """What to run: a training checkpoint (PyTorch), an exported bundle (ONNX Runtime), or a
+    policy server at `address` ("HOST:PORT"; each process that builds it opens its own
+    session)."""
 
-    kind: str  # "checkpoint" | "bundle"
-    path: Path
+    kind: str  # "checkpoint" | "bundle" | "remote"
+    path: Path | None
     threads: int = 1
     noise_scale: float = 1.0  # a sampling policy's initial noise (TorchPolicyRunner)
+    address: str | None = None  # remote: the server's HOST:PORT
+    token: str | None = None  # remote: the server's shared token (off loopback)
 
     def build(self):
+        if self.kind == "remote":
+            from edgevla_runtime.remote import RemoteRunner
+
+            return RemoteRunner(self.address, token=self.token, timeout_s=REMOTE_TIMEOUT_S)
         from edgevla.policies.runner import load_runner
 
         return load_runner(self.path, self.threads, self.noise_scale)
@@ -40,6 +59,11 @@ class RunnerSpec:
         """A bundle (it has manifest.json) or a checkpoint folder."""
         kind = "bundle" if is_bundle(folder) else "checkpoint"
         return cls(kind, Path(folder), threads, noise_scale)
+
+    @classmethod
+    def remote(cls, address: str, token: str | None = None) -> RunnerSpec:
+        """The policy `edgevla serve` answers with at HOST:PORT."""
+        return cls("remote", None, address=address, token=token)
 
 
 def is_bundle(folder: Path) -> bool:
@@ -72,6 +96,11 @@ class EpisodeOutcome:
     bag_max_lift_m: float = 0.0
     bag_to_mug_m: float | None = None
     grasps: list[dict[str, float]] = field(default_factory=list)
+    worker: int | None = None  # the process that ran it: with a remote policy, one robot
+    # A remote policy's calls, in order: the server's own inference time and the round trip
+    # the robot measured (the difference is network + framing); empty for a local policy.
+    server_inference_s: list[float] = field(default_factory=list)
+    round_trip_s: list[float] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -82,7 +111,9 @@ class EpisodeOutcome:
         then the rollout's identity."""
         out = self.control.to_dict(traces=True)
         out.update(outcome=self.outcome, bag_max_lift_m=self.bag_max_lift_m,
-                   bag_to_mug_m=self.bag_to_mug_m, grasps=self.grasps)  # fmt: skip
+                   bag_to_mug_m=self.bag_to_mug_m, grasps=self.grasps, worker=self.worker,
+                   server_inference_s=self.server_inference_s,
+                   round_trip_s=self.round_trip_s)  # fmt: skip
         out.update(set=self.set, position=self.position, cluster=self.cluster,
                    repeat=self.repeat, seed=self.seed, key=self.key)  # fmt: skip
         return out
@@ -101,7 +132,9 @@ class EpisodeOutcome:
             repeat=int(row["repeat"]), seed=int(row["seed"]), key=row["key"],
             control=EpisodeResult(**control), outcome=row["outcome"],
             bag_max_lift_m=row.get("bag_max_lift_m", 0.0), bag_to_mug_m=row.get("bag_to_mug_m"),
-            grasps=list(row.get("grasps") or []),
+            grasps=list(row.get("grasps") or []), worker=row.get("worker"),
+            server_inference_s=list(row.get("server_inference_s") or []),
+            round_trip_s=list(row.get("round_trip_s") or []),
         )  # fmt: skip
 
 
@@ -172,20 +205,41 @@ class _Observed:
         return out
 
 
-def _run_one(episode: EvalEpisode, control: ControlConfig) -> EpisodeOutcome:
+def make_clock(clock: str, control: ControlConfig):
+    """The loop's clock: None (run_episode's VirtualClock from control.latency) or a
+    RealTimeClock whose inference timeout is control.inference_timeout_s."""
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; choose one of {list(CLOCKS)}")
+    if clock == "virtual":
+        return None
+    from edgevla_runtime.control.clocks import RealTimeClock
+
+    return RealTimeClock(timeout_s=control.inference_timeout_s)
+
+
+def _run_one(
+    episode: EvalEpisode, control: ControlConfig, clock: str = "virtual"
+) -> EpisodeOutcome:
     from edgevla_runtime.control.loop import run_episode
 
     env, runner = _worker["env"], _worker["runner"]
     _check_compatible(runner, env, control)
     cfg = replace(control, latency_seed=episode.seed)
     observed = _Observed(env)
+    # A RemoteRunner's timings so far (a reply without a chunk adds a round trip only).
+    rt0, sv0 = (len(getattr(runner, k, ())) for k in ("round_trip_s", "server_inference_s"))
     result = run_episode(
         observed,
         runner,
         cfg,
+        make_clock(clock, cfg),
         seed=episode.seed,
         reset_options={"start_state": episode.planned.start_state()},
     )
+    # The calls of this episode (a call still running when a real-time episode ended may add
+    # its pair after this; it is not this episode's).
+    round_trip = list(getattr(runner, "round_trip_s", ())[rt0:])
+    server = list(getattr(runner, "server_inference_s", ())[sv0:])
     seen = observed.tracker.outcome()
     # Both read env.is_success() after the last step, so they agree unless the loop ended the
     # episode another way (an inference error fails it): the loop's verdict stands.
@@ -198,7 +252,8 @@ def _run_one(episode: EvalEpisode, control: ControlConfig) -> EpisodeOutcome:
         set=episode.set, position=episode.planned.index, cluster=episode.planned.cluster,
         repeat=episode.repeat, seed=episode.seed, key=episode.key, control=result,
         outcome=outcome, bag_max_lift_m=seen["bag_max_lift_m"], bag_to_mug_m=seen["bag_to_mug_m"],
-        grasps=list(seen["grasps"]),
+        grasps=list(seen["grasps"]), worker=os.getpid(), server_inference_s=server,
+        round_trip_s=round_trip,
     )  # fmt: skip
 
 
@@ -209,8 +264,13 @@ def run_parallel(
     control: ControlConfig,
     workers: int | None = None,
     on_done: Callable[[EpisodeOutcome], None] | None = None,
+    clock: str = "virtual",
 ) -> list[EpisodeOutcome]:
-    """Results in the order of `episodes`. workers=1 runs in this process (no pickling).
+    """Results in the order of `episodes`. workers=1 runs in this process (no pickling) on
+    the virtual clock; real-time episodes always run in worker processes, so nothing of the
+    caller's (a progress bar's refresh thread, a policy server's threads) shares their
+    interpreter lock and shows up as tick jitter.
+    clock: "virtual" (simulated time) or "realtime" (wall clock, inference in a thread).
 
     on_done sees each episode as it finishes (in finishing order). An exception from it or a
     Ctrl-C cancels the episodes not yet started and is raised: finished ones were seen."""
@@ -218,13 +278,17 @@ def run_parallel(
         return []
     workers = workers or min(len(episodes), os.cpu_count() or 1)
     results: dict[str, EpisodeOutcome] = {}
-    if workers <= 1:
+    if workers <= 1 and clock == "virtual":
         _init_worker(runner_spec, env_spec)
-        for ep in episodes:
-            r = _run_one(ep, control)
-            results[ep.key] = r
-            if on_done:
-                on_done(r)
+        try:
+            for ep in episodes:
+                r = _run_one(ep, control, clock)
+                results[ep.key] = r
+                if on_done:
+                    on_done(r)
+        finally:
+            if runner_spec.kind == "remote":  # end this process's session with the server
+                _worker["runner"].close()
     else:
         import multiprocessing as mp
 
@@ -234,7 +298,7 @@ def run_parallel(
             initargs=(runner_spec, env_spec),
         )  # fmt: skip
         try:
-            futures = {pool.submit(_run_one, ep, control): ep for ep in episodes}
+            futures = {pool.submit(_run_one, ep, control, clock): ep for ep in episodes}
             for fut in as_completed(futures):
                 r = fut.result()
                 results[r.key] = r

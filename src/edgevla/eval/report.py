@@ -28,6 +28,7 @@ def summarise(results: list[EpisodeOutcome]) -> dict[str, Any]:
         {
             "latency_p50_s": float(np.median(lat)) if lat else None,
             "latency_p95_s": float(np.percentile(lat, 95)) if lat else None,
+            "latency_p99_s": float(np.percentile(lat, 99)) if lat else None,
             "completion_time_s": float(np.mean([c.completion_time_s for c in ok])) if ok else None,
             "idle_fraction": float(np.mean([c.idle_fraction for c in loop])),
             "idle_fraction_running": float(np.mean([c.idle_fraction_running for c in loop])),
@@ -40,7 +41,47 @@ def summarise(results: list[EpisodeOutcome]) -> dict[str, Any]:
             "first_grasp": first_grasp_summary([r.grasps for r in results]),
         }
     )
+    out.update(realtime_summary(loop))
+    out.update(remote_summary(results))
     return out
+
+
+def realtime_summary(loop: list[EpisodeResult]) -> dict[str, Any]:
+    """Tick timing of real-time episodes (empty on the virtual clock): the median episode's
+    jitter p50, the worst episode's jitter p99, and deadline misses (ticks that started more
+    than one period late) summed over the episodes."""
+    timed = [c for c in loop if c.tick_jitter_p50_s is not None]
+    if not timed:
+        return {}
+    return {
+        "tick_jitter_p50_s": float(np.median([c.tick_jitter_p50_s for c in timed])),
+        "tick_jitter_p99_s": float(np.max([c.tick_jitter_p99_s for c in timed])),
+        "deadline_misses": int(sum(c.deadline_misses for c in timed)),
+        "episodes_with_deadline_misses": int(sum(c.deadline_misses > 0 for c in timed)),
+    }
+
+
+def remote_summary(results: list[EpisodeOutcome]) -> dict[str, Any]:
+    """A remote policy's calls pooled over the episodes (empty for a local policy): the
+    server's own inference time, the round trip the robot measured, and their difference per
+    call (network + framing), p50 / p99."""
+    server = [x for r in results for x in r.server_inference_s]
+    if not server:
+        return {}
+    trip = [x for r in results for x in r.round_trip_s]
+    net = [
+        t - s for r in results for t, s in zip(r.round_trip_s, r.server_inference_s, strict=False)
+    ]
+
+    def p(xs: list[float], q: float) -> float | None:
+        return float(np.percentile(xs, q)) if xs else None
+
+    return {
+        "server_inference_p50_s": p(server, 50), "server_inference_p99_s": p(server, 99),
+        "round_trip_p50_s": p(trip, 50), "round_trip_p99_s": p(trip, 99),
+        "network_p50_s": p(net, 50), "network_p99_s": p(net, 99),
+        "remote_calls": len(server),
+    }  # fmt: skip
 
 
 # A first grasp this close to the bag's centre (horizontally) is "on target": the expert's

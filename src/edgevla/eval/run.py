@@ -4,13 +4,20 @@
 (10) / Global (30) positions with the control metrics, written to results.json with a
 per-cluster success map, a first-grasp scatter and a queue-size plot. The scene can be
 perturbed (a camera that moved, dimmer light) to measure the accuracy loss the paper warns
-about. Each finished episode is kept in <out>/episodes.jsonl as it finishes (edgevla.eval.resume),
-so an interrupted evaluation continues where it stopped. `edgevla eval` prints the table.
+about. The policy is a checkpoint or bundle run here, or a policy server (`remote`: each worker
+process is one robot with its own session; the episodes keep the server's inference time and
+the round trip of every call). Episodes run on the virtual clock (default: deterministic, the
+latency simulated) or on the wall clock (`clock="realtime"`: ticks at the policy's fps with
+inference in a thread beside them, measuring tick jitter and deadline misses); the same loop
+and the same success check run either way. Each finished episode is kept in
+<out>/episodes.jsonl as it finishes (edgevla.eval.resume), so an interrupted evaluation
+continues where it stopped. `edgevla eval` prints the table.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +31,14 @@ from edgevla_runtime.features import CAMERA_NAMES, DEFAULT_FPS
 
 from edgevla.dataset.plan import Plan
 from edgevla.errors import BadInput
-from edgevla.eval.parallel import EnvSpec, EpisodeOutcome, RunnerSpec, is_bundle, run_parallel
+from edgevla.eval.parallel import (
+    CLOCKS,
+    EnvSpec,
+    EpisodeOutcome,
+    RunnerSpec,
+    is_bundle,
+    run_parallel,
+)
 from edgevla.eval.protocol import SETS, eval_episodes, positions_seen_in_training
 from edgevla.eval.report import (
     fmt_rate,
@@ -102,9 +116,9 @@ def check_control_flags(aggregate: str, latency: str, episode_time_s: float, epi
 class EvalConfig:
     """What `evaluate` runs; validated on construction (messages name the CLI flags)."""
 
-    checkpoint: Path  # a checkpoint folder, or a bundle from `edgevla export` / `quantize`
+    checkpoint: Path | None = None  # a checkpoint folder, or a bundle (`edgevla export`)
     plan: Path = Path("outputs/plan.json")
-    out: Path | None = None  # where results.json and figures go (default: <checkpoint>/eval)
+    out: Path | None = None  # results.json and figures (default: <checkpoint>/eval)
     modes: tuple[str, ...] = ("async",)
     chunk_size_threshold: float | str = 0.5  # async: a fraction in [0, 1], or "auto"
     aggregate_fn_name: str = "weighted_average"
@@ -122,9 +136,32 @@ class EvalConfig:
     noise_scale: float = 1.0  # flow-matching policies: scale of the initial noise
     label: str | None = None
     resume: bool = True  # reuse the episodes <out>/episodes.jsonl already holds for these settings
+    remote: str | None = None  # HOST:PORT of `edgevla serve`, instead of a checkpoint
+    token: str | None = None  # the server's shared token (off loopback)
+    clock: str = "virtual"  # or "realtime": wall-clock ticks, inference in a thread
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if (self.checkpoint is None) == (self.remote is None):
+            raise BadInput(
+                "give --checkpoint (a checkpoint folder or a bundle, run here) or --remote "
+                "HOST:PORT (a policy server from `edgevla serve`), not both",
+                field="--checkpoint/--remote",
+            )
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if self.remote is not None:
+            check_address(self.remote)
+        elif self.token is not None:
+            raise BadInput("a token is for a policy server: give --remote HOST:PORT with it",
+                           field="--token")  # fmt: skip
+        if self.clock not in CLOCKS:
+            raise BadInput(f"choose from {list(CLOCKS)}, got {self.clock!r}", field="--clock")
+        if self.clock == "realtime" and self.latency != "measured":
+            raise BadInput(
+                f"--latency {self.latency} simulates inference time on the virtual clock; in real "
+                "time the latency is what inference takes: drop --latency or use --clock virtual",
+                field="--latency",
+            )
         object.__setattr__(self, "plan", Path(self.plan))
         if not self.modes or any(m not in MODES for m in self.modes):
             raise BadInput(f"choose from {list(MODES)}, got {list(self.modes)}", field="--modes")
@@ -149,7 +186,16 @@ class EvalConfig:
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.out) if self.out is not None else self.checkpoint / "eval"
+        if self.out is not None:
+            return Path(self.out)
+        if self.checkpoint is None:  # a remote policy: one folder per server address
+            return Path("outputs/eval_remote") / self.remote.replace(":", "_")
+        return self.checkpoint / "eval"
+
+    @property
+    def policy_name(self) -> str:
+        """The policy as results name it: the checkpoint folder, or the server's URL."""
+        return str(self.checkpoint) if self.checkpoint is not None else f"ws://{self.remote}"
 
     def control(self, mode: str, fps: float) -> ControlConfig:
         return ControlConfig(
@@ -176,11 +222,26 @@ class ModeResult:
 
 TABLE_KEYS = ("policy", "format", "mode", "latency", "acc_test", "acc_val", "global", "idle",
               "completion")  # fmt: skip
+# Added to a row when the episodes measured them: real time, and a remote policy's split.
+REALTIME_TABLE_KEYS = ("latency_p99", "jitter_p50", "jitter_p99", "deadline_misses")
+REMOTE_TABLE_KEYS = ("server_p50", "network_p50")
+
+
+def check_address(address: str, flag: str = "--remote") -> None:
+    """HOST:PORT, checked before any connection."""
+    host, _, port = str(address).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadInput(f"expected HOST:PORT of `edgevla serve` (e.g. 127.0.0.1:8765), got "
+                       f"{address!r}", field=flag)  # fmt: skip
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{1000 * x:.1f} ms"
 
 
 @dataclass
 class EvalResult:
-    checkpoint: Path
+    checkpoint: Path | str  # the folder, or "ws://HOST:PORT" for a remote policy
     plan: Path
     fps: int
     noise_scale: float
@@ -193,15 +254,25 @@ class EvalResult:
     format: str = "PyTorch FP32"  # or "ONNX <precisions>" for a bundle
 
     def table(self) -> list[dict[str, str]]:
-        """The paper-format rows, one per mode (formatted for people)."""
+        """The paper-format rows, one per mode (formatted for people), with the real-time
+        figures (latency p99, tick jitter, deadline misses) and the remote split (server
+        inference, network) when the episodes measured them."""
         rows = []
         for mode, m in self.modes.items():
             s = m.summary
-            rows.append(dict(zip(TABLE_KEYS, (
+            row = dict(zip(TABLE_KEYS, (
                 self.label, self.format, mode, fmt_s(s["latency_p50_s"]),
                 fmt_rate(s["success_test"]), fmt_rate(s["success_val"]),
                 fmt_rate(s["success_global"]), f"{s['idle_fraction']:.1%}",
-                fmt_s(s["completion_time_s"])), strict=True)))  # fmt: skip
+                fmt_s(s["completion_time_s"])), strict=True))  # fmt: skip
+            if s.get("clock") == "realtime":
+                timing = (fmt_s(s["latency_p99_s"]), _ms(s["tick_jitter_p50_s"]),
+                          _ms(s["tick_jitter_p99_s"]), str(s["deadline_misses"]))  # fmt: skip
+                row.update(zip(REALTIME_TABLE_KEYS, timing, strict=True))
+            if "server_inference_p50_s" in s:
+                split = (_ms(s["server_inference_p50_s"]), _ms(s["network_p50_s"]))
+                row.update(zip(REMOTE_TABLE_KEYS, split, strict=True))
+            rows.append(row)
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -302,18 +373,87 @@ def check_checkpoint_folder(folder: Path, flag: str = "--checkpoint") -> None:
                        field=flag)  # fmt: skip
 
 
+def remote_rate(served: float | None, requested: int | None, address: str,
+                warn: Callable[[str], None]) -> int:  # fmt: skip
+    """policy_rate for a policy server: the requested rate, else the one the server reports."""
+    if requested is None and served:
+        return int(served)
+    if requested is None:
+        warn(f"the policy server at {address} does not say what rate its policy learned at; "
+             f"running it at {DEFAULT_FPS} fps: pass --fps with its dataset's rate if that is "
+             "wrong")  # fmt: skip
+        return DEFAULT_FPS
+    if served and int(served) != requested:
+        warn(f"the served policy learned from {served:g} fps data; running it at {requested} fps "
+             f"plays its action chunks at {requested / served:.2g}x speed")  # fmt: skip
+    return requested
+
+
+@dataclass
+class PolicyInfo:
+    """What `evaluate` needs to know about the policy before the episodes run."""
+
+    spec: RunnerSpec  # how each worker builds its runner
+    fps: int
+    format: str  # "PyTorch FP32", "ONNX <precisions>", "remote"
+    image_hw: tuple[int, int]
+    chunk_size: int
+    identity: str  # a fingerprint of the policy, for resuming
+    label: str
+
+
+def open_policy(config: EvalConfig, warn: Callable[[str], None]) -> PolicyInfo:
+    """Check and open the policy in this process (a bad checkpoint, bundle or server address
+    fails here, before any episode); a server's probe session is closed again."""
+    if config.remote is None:
+        check_checkpoint_folder(config.checkpoint)
+        fps = policy_rate(config.checkpoint, config.fps, warn)
+        spec = RunnerSpec.of(config.checkpoint, noise_scale=config.noise_scale)
+        probe = spec.build()
+        fmt = "PyTorch FP32"
+        if spec.kind == "bundle":
+            fmt = "ONNX " + "+".join(sorted({s.precision for s in probe.manifest.stages}))
+        identity = checkpoint_identity(config.checkpoint)
+        return PolicyInfo(spec, fps, fmt, tuple(probe.image_hw), probe.chunk_size, identity,
+                          config.checkpoint.name)  # fmt: skip
+    from edgevla_runtime.remote import RemoteError
+
+    spec = RunnerSpec.remote(config.remote, config.token)
+    try:
+        probe = spec.build()
+    except RemoteError as e:
+        raise BadInput(f"{e}; start one with `edgevla serve --policy BUNDLE --port PORT`",
+                       field="--remote") from None  # fmt: skip
+    try:
+        served = dict(probe.policy)
+    finally:
+        probe.close()
+    if config.noise_scale != 1.0:
+        warn("--noise-scale applies to a policy run here; the server samples at its own "
+             "(`edgevla serve --noise-scale`)")  # fmt: skip
+    fps = remote_rate(served.get("fps"), config.fps, config.remote, warn)
+    identity = run_key({"remote": config.remote, "policy": served})
+    return PolicyInfo(spec, fps, "remote", tuple(probe.image_hw), probe.chunk_size, identity,
+                      config.remote)  # fmt: skip
+
+
 def evaluate(config: EvalConfig, progress: ProgressFn | None = None) -> EvalResult:
     """Run the protocol for each mode of `config`; writes <out>/results.json and figures."""
-    check_checkpoint_folder(config.checkpoint)
+    if config.checkpoint is not None:
+        check_checkpoint_folder(config.checkpoint)
     plan = Plan.load(config.plan)
     warnings: list[str] = []
-    fps = policy_rate(config.checkpoint, config.fps, warnings.append)
-    spec = RunnerSpec.of(config.checkpoint, noise_scale=config.noise_scale)
-    probe = spec.build()  # fail fast in this process on a bad checkpoint or bundle
-    fmt = "PyTorch FP32"
-    if spec.kind == "bundle":
-        fmt = "ONNX " + "+".join(sorted({s.precision for s in probe.manifest.stages}))
-    h, w = probe.image_hw
+    policy = open_policy(config, warnings.append)
+    fps, spec, fmt = policy.fps, policy.spec, policy.format
+    if config.clock == "realtime" and config.remote is None:
+        cores = os.cpu_count() or 1
+        if 2 * config.workers > cores:
+            warnings.append(
+                f"real time with {config.workers} worker(s) on {cores} core(s): each worker's "
+                "control thread and inference thread want a core of their own, so tick jitter "
+                "and latency include the sharing (--workers 1 on a 2-core board)"
+            )
+    h, w = policy.image_hw
     offsets = ()
     if config.camera_moved:
         offsets = (CameraOffset(config.camera_moved, tuple(config.camera_shift_m),
@@ -322,13 +462,16 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None) -> EvalResu
                         light_intensity=config.light_intensity)  # fmt: skip
     env_spec = EnvSpec(scene, config.episode_time_s)
     episodes = eval_episodes(plan, config.episodes, tuple(config.sets))
-    seen = training_overlap(plan, config.plan, config.checkpoint, warnings.append)
+    seen = {name: [] for name in SETS}  # a server's policy: its training data is not known here
+    if config.checkpoint is not None:
+        seen = training_overlap(plan, config.plan, config.checkpoint, warnings.append)
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    label = config.label or config.checkpoint.name
-    identity = {"checkpoint": checkpoint_identity(config.checkpoint),
-                "plan": file_identity(config.plan), "scene": repr(scene),
-                "noise_scale": config.noise_scale}  # fmt: skip
+    label = config.label or policy.label
+    identity = {"checkpoint": policy.identity, "plan": file_identity(config.plan),
+                "scene": repr(scene), "noise_scale": config.noise_scale}  # fmt: skip
+    if config.clock != "virtual":  # virtual-clock runs keep their earlier run keys
+        identity["clock"] = config.clock
     per_mode: dict[str, ModeResult] = {}
     for mode in config.modes:
         control = config.control(mode, scene.fps)
@@ -351,7 +494,8 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None) -> EvalResu
             progress(ProgressEvent(task, len(done), len(episodes),
                                    f"{len(done)} kept from {log.path.name}" if done else ""))  # fmt: skip
         t0 = time.perf_counter()
-        fresh = run_parallel(todo, spec, env_spec, control, config.workers, on_done=finished)
+        fresh = run_parallel(todo, spec, env_spec, control, config.workers, on_done=finished,
+                             clock=config.clock)  # fmt: skip
         results = [done.get(ep.key) for ep in episodes]
         by_key = {r.key: r for r in fresh}
         results = [
@@ -359,20 +503,22 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None) -> EvalResu
         ]
         summary = summarise(results)
         summary["wall_s"] = time.perf_counter() - t0
+        summary["clock"] = config.clock
         summary["control"] = dict(control.__dict__)
         tag = config.tag(mode)
-        title = f"{config.label or config.checkpoint} ({tag})"
+        title = f"{config.label or config.policy_name} ({tag})"
         summary["cluster_map"] = str(
             plot_cluster_map(plan, results, out / f"clusters_{tag}.png", title)
         )
         summary["grasp_plot"] = str(plot_first_grasps(results, out / f"grasps_{tag}.png", title))
         first = results[0]
         summary["queue_plot"] = str(plot_queue_size(first.control, out / f"queue_{tag}.png",
-                                                    chunk_size=probe.chunk_size,
+                                                    chunk_size=policy.chunk_size,
                                                     title=f"{tag}: {first.key}"))  # fmt: skip
         per_mode[mode] = ModeResult(mode, control, summary, results, resumed=len(done))
     result = EvalResult(
-        checkpoint=config.checkpoint, plan=config.plan, fps=scene.fps,
+        checkpoint=config.checkpoint if config.checkpoint is not None else config.policy_name,
+        plan=config.plan, fps=scene.fps,
         noise_scale=config.noise_scale,
         perturbation={"camera_moved": config.camera_moved, "camera_shift_m": config.camera_shift_m,
                       "camera_turn_deg": config.camera_turn_deg,
