@@ -235,6 +235,31 @@ def test_slow_server_is_a_budget_violation_with_underruns_and_the_arm_holds() ->
     assert fresh and all(b > a for a, b in zip(fresh, fresh[1:], strict=False))  # no replay
 
 
+def test_a_late_inference_and_the_next_reset_never_cross_replies() -> None:
+    """The real-time loop may leave an inference in flight when an episode ends; the next
+    episode's reset on the same client must get its own reply, not the late chunk."""
+    import threading
+    import time
+
+    srv = PolicyServer.for_runner(ScriptedRunner(20, sleep_s=0.3))
+    port = srv.start()
+    remote = RemoteRunner(f"127.0.0.1:{port}", timeout_s=5.0)
+    obs = {"observation.state": np.zeros(6, np.float32)}
+    chunks = []
+    try:
+        remote.reset(0)
+        late = threading.Thread(target=lambda: chunks.append(remote.predict_chunk(obs)))
+        late.start()
+        time.sleep(0.05)  # the inference is on the wire
+        remote.reset(1)  # before this lock existed, this could read the chunk reply
+        late.join()
+        assert chunks and chunks[0].shape == (20, 6)
+        assert remote.predict_chunk(obs).shape == (20, 6)  # the socket is still in step
+    finally:
+        remote.close()
+        srv.stop()
+
+
 def test_robot_at_another_fps_than_the_bundle_is_refused_before_it_moves(bundle, capsys) -> None:
     """The bundle learned at 60 fps; `--fps 30` builds the simulated arm at 30: refused."""
     from edgevla_runtime.bundle import BundleRunner

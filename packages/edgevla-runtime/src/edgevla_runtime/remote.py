@@ -23,6 +23,7 @@ server that is down is not hammered and one that returns is picked up.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any
 
@@ -70,6 +71,9 @@ class RemoteRunner:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._ws = None
+        # One request in flight at a time: a late inference the real-time loop left behind at an
+        # episode's end must not interleave with the next episode's reset on the same socket.
+        self._lock = threading.Lock()
         self._stack: contextlib.ExitStack | None = None
         self._next_try = 0.0
         self._delay = backoff_s
@@ -120,6 +124,10 @@ class RemoteRunner:
             raise
 
     def _call(self, message: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return self._exchange(message)
+
+    def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
         try:
             self._ws.send(wire.encode(message))
             reply = wire.decode(self._ws.recv(timeout=self.timeout_s))
