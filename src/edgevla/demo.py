@@ -16,6 +16,8 @@ built-in defaults, writing everything under --out (default outputs/demo).
    11. evaluate   the quantised bundle on the same protocol (async)
    12. robot      the simulated arm driven in real time by the quantised bundle for a few
                   seconds through the runtime's robot loop (jitter, deadline misses)
+   13. remote     the same arm through a policy server on loopback, images as JPEG
+                  (round trip split into server inference and network)
 
 Steps 3-5 use small sizes so the demo finishes in minutes on two cores; the README's results
 table gives the commands for the full-size runs. The demo calls domain functions; the command
@@ -277,3 +279,30 @@ def deploy_stages(config: DemoConfig, ckpt: Path, out: Path, result: dict, rows:
                  f"{1000 * (ep.tick_jitter_p99_s or 0):.1f} ms, {ep.deadline_misses} deadline misses, "
                  f"inference p50 {1000 * ep.latency_p50_s:.0f} ms, {ep.faults} faults",
                  "edgevla-runtime run --robot sim"))  # fmt: skip
+    remote_stage(config, runner, control, result, rows, announce)
+
+
+def remote_stage(config, runner, control, result: dict, rows: list, announce) -> None:
+    """13. The same arm through a policy server on loopback, images as JPEG."""
+    from edgevla_runtime.remote import RemoteRunner
+    from edgevla_runtime.robot import drive
+
+    from edgevla.deploy.server import PolicyServer
+    from edgevla.sim.robot import SimRobot
+
+    announce(
+        f"13. remote: the arm streams to a policy server on loopback (JPEG) for {config.robot_seconds:g} s"
+    )
+    server = PolicyServer.for_runner(runner)
+    port = server.start()
+    remote = RemoteRunner(f"127.0.0.1:{port}", image_codec="jpeg")
+    try:
+        ep = drive(SimRobot(seed=config.seed, fps=control.fps), remote, control, seed=config.seed)
+        timing = remote.timing()
+    finally:
+        remote.close()
+        server.stop()
+    result["remote"] = {**ep.to_dict(), **timing}
+    rows.append(("remote (loopback, JPEG)", f"{ep.ticks} ticks, round trip p50 {1000 * (timing['round_trip_p50_s'] or 0):.1f} ms "
+                 f"= server {1000 * (timing['server_inference_p50_s'] or 0):.1f} + network {1000 * (timing['network_p50_s'] or 0):.1f}, "
+                 f"{ep.faults} faults", "edgevla serve + edgevla-runtime run --remote"))  # fmt: skip
