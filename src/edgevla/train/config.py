@@ -37,6 +37,9 @@ class TrainConfig:
     threads: int | None = None
     """torch intra-op threads (default: all cores)"""
     resume: bool = False
+    pretrained_path: Path | None = None
+    """start from this checkpoint's weights (fine-tuning, LeRobot's --policy.path): a fresh
+    optimizer, schedule and step count; the network must match --policy/--preset/--overrides"""
     frame_cache: Path | None = None
     """keep decoded video frames in this directory between runs (a later run skips decoding;
     ~5 GB for 48k frames of three 96x128 cameras), e.g. ~/.cache/edgevla/frames"""
@@ -55,6 +58,9 @@ class TrainConfig:
                 )
         if not self.dataset:
             raise BadInput("give at least one dataset folder", field="--dataset")
+        if self.pretrained_path is not None and not Path(self.pretrained_path).is_dir():
+            raise BadInput("checkpoint folder not found", path=self.pretrained_path,
+                           field="--pretrained-path")  # fmt: skip
         if self.grad_clip_norm <= 0:
             raise BadInput(
                 f"grad_clip_norm={self.grad_clip_norm} must be > 0", field="--grad-clip-norm"

@@ -280,8 +280,11 @@ def build_model(cfg: TrainConfig, data: _Data) -> _Model:
 
 
 def start_fresh(cfg: TrainConfig, data: _Data, model: _Model, lock: run_folder.RunLock) -> None:
-    """Pre-trained parts in, the average started, the run folder made with an empty log."""
+    """Pre-trained parts (or a whole checkpoint) in, the average started, the run folder made
+    with an empty log."""
     load_pretrained_parts(model.policy, data.policy_cfg)
+    if cfg.pretrained_path is not None:
+        warm_start(model.policy, cfg)
     if cfg.ema_decay is not None:
         model.ema = WeightAverage(model.policy, cfg.ema_decay)
     out = Path(cfg.out)
@@ -289,6 +292,15 @@ def start_fresh(cfg: TrainConfig, data: _Data, model: _Model, lock: run_folder.R
     lock.acquire()
     run_folder.log_path(out).write_text("")
     write_json_atomic(out / run_folder.CONFIG_FILE, asdict(cfg), indent=1)
+
+
+def warm_start(policy: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Every weight from cfg.pretrained_path, refusing another policy type or any name or shape
+    that does not match the network this run built (the message lists them)."""
+    from edgevla.policies.checkpoint import Checkpoint, load_weights_strict
+
+    Checkpoint.open(cfg.pretrained_path, expected_type=cfg.policy)
+    load_weights_strict(policy, cfg.pretrained_path)
 
 
 def resume_from(
