@@ -87,11 +87,16 @@ def test_readme_links_and_images_exist():
 
 
 def _results_rows(text: str) -> list[list[str]]:
+    """Body rows of every table in the Results section (each table's last column: reproduce)."""
     section = text.split("## Results", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
-    header, _rule, *body = rows
-    assert header.strip("| ").split(" | ")[-1] == "reproduce", header
-    return [[c.strip() for c in row.strip().strip("|").split("|")] for row in body]
+    tables = re.findall(r"((?:^\|.*\n)+)", section + "\n", re.MULTILINE)
+    assert tables, "the Results section has no table"
+    rows = []
+    for table in tables:
+        header, _rule, *body = table.strip().splitlines()
+        assert header.strip("| ").split(" | ")[-1] == "reproduce", header
+        rows += [[c.strip() for c in row.strip().strip("|").split("|")] for row in body]
+    return rows
 
 
 def test_every_result_has_a_date_and_a_reproduce_command():
