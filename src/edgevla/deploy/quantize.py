@@ -301,7 +301,7 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
     candidates: list[dict[str, Any]] = []
     names = [s.name for s in fp32.manifest.stages]
     if config.plan == "auto":
-        chosen, candidates = auto_plan(fp32, feeds, eval_obs, config, progress)
+        chosen, candidates = auto_plan(fp32, feeds, eval_obs, config, reduce_range, progress)
         plan = resolve_plan(chosen, names)
     else:
         plan = resolve_plan(config.plan, names)
@@ -371,7 +371,12 @@ def action_error(
 
 
 def auto_plan(
-    fp32: BundleRunner, feeds, observations, config: QuantizeConfig, progress: ProgressFn
+    fp32: BundleRunner,
+    feeds,
+    observations,
+    config: QuantizeConfig,
+    reduce_range: bool,
+    progress: ProgressFn,
 ):
     """The fastest combination of stage precisions whose action error stays within the budget.
 
@@ -392,7 +397,7 @@ def auto_plan(
                 dst.parent.mkdir(exist_ok=True)
                 quantize_stage(source / stage.file, dst, precision, feeds[stage.name],
                                config.calibration, config.int4_block_size,
-                               reduce_range=resolve_reduce_range(config.reduce_range))  # fmt: skip
+                               reduce_range=reduce_range)  # fmt: skip
         for i, combo in enumerate(combos):
             plan = {s.name: p for s, p in zip(stages, combo, strict=True)}
             progress(ProgressEvent("auto plan", i, len(combos), " ".join(combo)))
