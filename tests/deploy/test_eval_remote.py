@@ -94,9 +94,10 @@ def test_realtime_clock_reports_tick_timing(bundle, tiny_plan, tmp_path) -> None
     """--clock realtime: wall-clock ticks at the bundle's 60 fps, inference in a thread; each
     episode carries its tick jitter and deadline misses, the summary and table aggregate them,
     and success is the env's check as on the virtual clock. Even with one worker the episode
-    runs in a process of its own (nothing of this process shares its interpreter lock)."""
+    runs in a process of its own (nothing of this process shares its interpreter lock), here
+    with its control thread and inference pinned apart (`--pin-cpus auto`)."""
     config = EvalConfig(checkpoint=bundle, plan=tiny_plan, out=tmp_path, workers=1,
-                        episode_time_s=0.3, sets=("test",), clock="realtime")  # fmt: skip
+                        episode_time_s=0.3, sets=("test",), clock="realtime", pin_cpus="auto")  # fmt: skip
     result = evaluate(config)
     (episode,) = result.modes["async"].episodes
     assert episode.worker not in (None, os.getpid())
@@ -125,6 +126,12 @@ def test_bad_remote_and_clock_flags(bundle, tiny_plan) -> None:
         EvalConfig(checkpoint=bundle, clock="realtime", latency="0.1")
     with pytest.raises(BadInput, match="--clock"):
         EvalConfig(checkpoint=bundle, clock="wall")
+    with pytest.raises(BadInput, match="--clock realtime"):
+        EvalConfig(checkpoint=bundle, pin_cpus="auto")
+    with pytest.raises(BadInput, match="--workers 1"):
+        EvalConfig(checkpoint=bundle, clock="realtime", pin_cpus="auto", workers=2)
+    with pytest.raises(BadInput, match="--pin-cpus"):
+        EvalConfig(checkpoint=bundle, clock="realtime", pin_cpus="zero", workers=1)
 
 
 def test_unreachable_server_is_one_line(tiny_plan, tmp_path, capsys) -> None:

@@ -214,7 +214,7 @@ def make_clock(clock: str, control: ControlConfig):
         return None
     from edgevla_runtime.control.clocks import RealTimeClock
 
-    return RealTimeClock(timeout_s=control.inference_timeout_s)
+    return RealTimeClock(timeout_s=control.inference_timeout_s, placement=control.cpu_placement)
 
 
 def _run_one(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevla_runtime.control.aggregation import AGGREGATE_FN_NAMES
-from edgevla_runtime.control.clocks import parse_latency_spec
+from edgevla_runtime.control.clocks import cpu_placement, parse_latency_spec
 from edgevla_runtime.control.config import ControlConfig
 from edgevla_runtime.features import CAMERA_NAMES, DEFAULT_FPS
 
@@ -139,6 +139,7 @@ class EvalConfig:
     remote: str | None = None  # HOST:PORT of `edgevla serve`, instead of a checkpoint
     token: str | None = None  # the server's shared token (off loopback)
     clock: str = "virtual"  # or "realtime": wall-clock ticks, inference in a thread
+    pin_cpus: str = "off"  # realtime: "auto" or "C:I[,I...]" pins control and inference threads
 
     def __post_init__(self) -> None:
         if (self.checkpoint is None) == (self.remote is None):
@@ -162,6 +163,17 @@ class EvalConfig:
                 "time the latency is what inference takes: drop --latency or use --clock virtual",
                 field="--latency",
             )
+        if self.pin_cpus != "off":
+            if self.clock != "realtime":
+                raise BadInput("pinning applies to wall-clock episodes: add --clock realtime",
+                               field="--pin-cpus")  # fmt: skip
+            if self.workers != 1:
+                raise BadInput("pinned episodes share the CPUs you name: use --workers 1",
+                               field="--pin-cpus")  # fmt: skip
+            try:
+                cpu_placement(self.pin_cpus)
+            except ValueError as exc:
+                raise BadInput(str(exc), field="--pin-cpus") from None
         object.__setattr__(self, "plan", Path(self.plan))
         if not self.modes or any(m not in MODES for m in self.modes):
             raise BadInput(f"choose from {list(MODES)}, got {list(self.modes)}", field="--modes")
@@ -202,6 +214,7 @@ class EvalConfig:
             mode=mode, chunk_size_threshold=self.chunk_size_threshold,
             aggregate_fn_name=self.aggregate_fn_name, n_action_steps=self.n_action_steps,
             fps=fps, latency=self.latency, episode_time_s=self.episode_time_s,
+            pin_cpus=self.pin_cpus,
         )  # fmt: skip
 
     def tag(self, mode: str) -> str:

@@ -80,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--timeout", type=float, default=2.0, help="an inference slower than this is a fault (s)"
     )
+    run.add_argument(
+        "--pin-cpus", default="off",
+        help="pin the control thread and inference: off, auto (control on the first CPU, "
+        "inference on the others; use with --threads 1) or C:I[,I...], e.g. 0:1 (Linux)",
+    )  # fmt: skip
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -127,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = ControlConfig(
             mode="async", chunk_size_threshold=threshold, aggregate_fn_name=args.aggregate,
             fps=fps, max_steps=max(1, round(args.seconds * fps)), episode_time_s=args.seconds,
-            inference_timeout_s=args.timeout, on_fault="hold",
+            inference_timeout_s=args.timeout, on_fault="hold", pin_cpus=args.pin_cpus,
         )  # fmt: skip
         result = drive(robot, runner, config, seed=args.seed)
     except Interrupted as stop:

@@ -182,7 +182,7 @@ def drive(
     if connect:
         robot.connect()
     try:
-        clock = RealTimeClock(timeout_s=config.inference_timeout_s)
+        clock = RealTimeClock(timeout_s=config.inference_timeout_s, placement=config.cpu_placement)
         return run_episode(env, runner, config, clock, seed=seed, action_limits=limits)
     except KeyboardInterrupt:
         held = env.last_command

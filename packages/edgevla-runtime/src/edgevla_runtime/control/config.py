@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edgevla_runtime.control.aggregation import AGGREGATE_FN_NAMES, DEFAULT_TEMPORAL_ENSEMBLE_COEFF
-from edgevla_runtime.control.clocks import LatencySpec, parse_latency_spec
+from edgevla_runtime.control.clocks import (
+    CpuPlacement,
+    LatencySpec,
+    cpu_placement,
+    parse_latency_spec,
+)
 from edgevla_runtime.features import DEFAULT_FPS
 
 
@@ -45,6 +50,8 @@ class ControlConfig:
         is a failed episode). "hold": the arm holds its last command, the queued actions are
         dropped (never replayed once the fault is over), the fault is counted, and the loop
         keeps requesting until inference answers again (the robot loop).
+    pin_cpus: RealTimeClock only, Linux: "off", "auto" (control thread on the first CPU,
+        inference on the others) or "C:I[,I...]"; see clocks.cpu_placement.
     """
 
     mode: Literal["sync", "async"] = "async"
@@ -61,6 +68,7 @@ class ControlConfig:
     auto_window: int = 20
     inference_timeout_s: float = 30.0
     on_fault: Literal["stop", "hold"] = "stop"
+    pin_cpus: str = "off"
 
     def __post_init__(self) -> None:
         if self.on_fault not in ("stop", "hold"):
@@ -123,6 +131,12 @@ class ControlConfig:
                 f"inference_timeout_s must be > 0 seconds, got {self.inference_timeout_s}; set it "
                 "above the slowest inference you expect (SmolVLA FP32 took 29 s on the i.MX 95)."
             )
+        cpu_placement(self.pin_cpus)  # raises with the accepted forms
+
+    @property
+    def cpu_placement(self) -> CpuPlacement | None:
+        """The parsed `pin_cpus` (None: not pinned)."""
+        return cpu_placement(self.pin_cpus)
 
     @property
     def latency_spec(self) -> LatencySpec:
