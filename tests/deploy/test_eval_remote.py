@@ -141,3 +141,12 @@ def test_unreachable_server_is_one_line(tiny_plan, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--remote" in err and "edgevla serve" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_pin_cpus_flag_reaches_the_config(bundle, tiny_plan, capsys) -> None:
+    """`edgevla eval --pin-cpus` is a flag of the command (refused here before any episode,
+    because pinning needs the wall clock)."""
+    argv = ["eval", "--checkpoint", str(bundle), "--plan", str(tiny_plan), "--pin-cpus", "auto"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--clock realtime" in err, err

@@ -36,6 +36,9 @@ class Args:
     """virtual: simulated time, latency from --latency (deterministic); realtime: ticks on the
     wall clock at the policy's fps, inference in a thread beside them, each worker a process of
     its own (tick jitter, deadline misses measured; --workers 1 on a 2-core machine)"""
+    pin_cpus: str = "off"
+    """with --clock realtime and --workers 1 (Linux): auto, or C:I (control thread on CPU C,
+    inference on I); measured no better than off on an idle 2-core machine (docs)"""
     plan: Path = Path("outputs/plan.json")
     out: Path | None = None
     """where results.json and figures go (default: <checkpoint>/eval, or
@@ -78,6 +81,7 @@ class Args:
             camera_shift_m=tuple(self.camera_shift_m), camera_turn_deg=tuple(self.camera_turn_deg),
             light_intensity=self.light_intensity, noise_scale=self.noise_scale, label=self.label,
             resume=self.resume, remote=self.remote, token=self.token, clock=self.clock,
+            pin_cpus=self.pin_cpus,
         )  # fmt: skip
 
 
