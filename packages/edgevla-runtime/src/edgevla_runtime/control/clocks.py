@@ -21,8 +21,9 @@ RealTimeClock (hardware, or a sim stepped in wall time):
     returns). Each tick's lateness (start - due) is kept for jitter figures.
 
     CPU placement (`CpuPlacement`, `pin_cpus` in ControlConfig; Linux): the control thread is
-    pinned to one CPU and the inference worker to the others, so a tick is never queued
-    behind the model's arithmetic; while pinned, the interpreter's GIL switch interval drops
+    pinned to one CPU and the inference worker to the others (meant for boards with more
+    cores: on an idle 2-core x86 it measured no better than the scheduler, docs/experiments.md
+    2026-12-02 evening, so it is off by default); while pinned, the interpreter's GIL switch interval drops
     from 5 ms to 1 ms, so the control thread waits at most that long for the worker's numpy
     pre-/post-processing. ONNX Runtime with one intra-op thread computes on the worker thread
     itself, so `--threads 1` keeps the model on the inference CPUs. Both are restored at close.
