@@ -7,8 +7,9 @@ A plan is data: {stage name or "*": precision}. Precisions:
                   Conv ...); no calibration needed
     int8-static   QDQ: weights int8 per channel, activations uint8 with ranges calibrated on
                   stage inputs from rendered observations (`calibration`: minmax | entropy |
-                  percentile). ORT's calibrator holds every intermediate tensor: on the
-                  full-size SmolVLA vision stage it exceeded this machine's 24 GB (killed)
+                  percentile; how each is set up: `deploy/calibration.py`). On the
+                  full-size SmolVLA vision stage ORT's calibration exceeded this machine's
+                  24 GB (killed)
     int4-weights  MatMul weights 4-bit in blocks of 32 (ONNX Runtime's MatMulNBits), activations
                   fp32: a quarter of the memory traffic for the transformer layers, no
                   calibration; Conv layers stay fp32
@@ -30,6 +31,7 @@ action units) on observations that were not used for calibration.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -39,13 +41,13 @@ from typing import Any
 import numpy as np
 from edgevla_runtime.bundle import MANIFEST, BundleRunner, Manifest, StageSpec, sha256_of
 
+from edgevla.deploy.calibration import CALIBRATIONS, ort_prints_to_stderr, static_calibration_args
 from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 
 PRECISIONS = ("fp32", "int8-dynamic", "int8-static", "int4-weights")
 INT4_BLOCK_SIZE = 32
-CALIBRATIONS = ("minmax", "entropy", "percentile")
 PLANS: dict[str, dict[str, str]] = {
     "fp32": {"*": "fp32"},
     "int8-all": {"*": "int8-dynamic"},
@@ -457,16 +459,6 @@ def calibration_feeds(
     return feeds
 
 
-class _Feeds:
-    """ONNX Runtime's CalibrationDataReader over a list of input dicts."""
-
-    def __init__(self, feeds: list[dict[str, np.ndarray]]):
-        self._it = iter(feeds)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
-
-
 def quantize_stage(
     src: Path,
     dst: Path,
@@ -506,7 +498,6 @@ def _quantize(
     reduce_range: bool,
 ) -> None:
     from onnxruntime.quantization import (
-        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_dynamic,
@@ -532,21 +523,19 @@ def _quantize(
                              nodes_to_exclude=exclude, op_types_to_quantize=op_types,
                              reduce_range=reduce_range)  # fmt: skip
             return
-        method = {
-            "minmax": CalibrationMethod.MinMax,
-            "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile,
-        }[calibration]
-        quantize_static(
-            src,
-            dst,
-            _Feeds(feeds),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=method,
-            nodes_to_exclude=exclude,
-            op_types_to_quantize=op_types,
-            reduce_range=reduce_range,
-        )
+        with (
+            tempfile.TemporaryDirectory(prefix="edgevla-calibrate.") as workdir,
+            ort_prints_to_stderr(),
+        ):
+            quantize_static(
+                src,
+                dst,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                op_types_to_quantize=op_types,
+                reduce_range=reduce_range,
+                **static_calibration_args(src, feeds, calibration, op_types, Path(workdir)),
+            )
