@@ -41,7 +41,12 @@ from typing import Any
 import numpy as np
 from edgevla_runtime.bundle import MANIFEST, BundleRunner, Manifest, StageSpec, sha256_of
 
-from edgevla.deploy.calibration import CALIBRATIONS, ort_prints_to_stderr, static_calibration_args
+from edgevla.deploy.calibration import (
+    CALIBRATIONS,
+    fused_for_static,
+    ort_prints_to_stderr,
+    static_calibration_args,
+)
 from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -481,8 +486,12 @@ def quantize_stage(
     level = root.level
     root.setLevel(logging.ERROR)  # ORT's quantiser logs advice through the root logger
     try:
-        exclude = excluded_nodes(src, stage or Path(src).stem, plan.keep_fp32)
-        _quantize(src, dst, plan, exclude, feeds, calibration, int4_block_size, reduce_range)
+        with tempfile.TemporaryDirectory(prefix="edgevla-quantize.") as workdir:
+            if plan.precision == "int8-static":
+                src = fused_for_static(src, Path(workdir))  # keep_fp32 names resolve on it
+            exclude = excluded_nodes(src, stage or Path(src).stem, plan.keep_fp32)
+            _quantize(src, dst, plan, exclude, feeds, calibration, int4_block_size,
+                      reduce_range, Path(workdir))  # fmt: skip
     finally:
         root.setLevel(level)
 
@@ -496,6 +505,7 @@ def _quantize(
     calibration: str,
     int4_block_size: int,
     reduce_range: bool,
+    workdir: Path,
 ) -> None:
     from onnxruntime.quantization import (
         QuantFormat,
@@ -523,10 +533,7 @@ def _quantize(
                              nodes_to_exclude=exclude, op_types_to_quantize=op_types,
                              reduce_range=reduce_range)  # fmt: skip
             return
-        with (
-            tempfile.TemporaryDirectory(prefix="edgevla-calibrate.") as workdir,
-            ort_prints_to_stderr(),
-        ):
+        with ort_prints_to_stderr():
             quantize_static(
                 src,
                 dst,
@@ -537,5 +544,5 @@ def _quantize(
                 nodes_to_exclude=exclude,
                 op_types_to_quantize=op_types,
                 reduce_range=reduce_range,
-                **static_calibration_args(src, feeds, calibration, op_types, Path(workdir)),
+                **static_calibration_args(src, feeds, calibration, op_types, workdir),
             )

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from edgevla_runtime.bundle import BundleRunner, Manifest
 
+from edgevla.deploy.calibration import fused_for_static
 from edgevla.deploy.layers import LayerError, layer_errors
 from edgevla.errors import BadInput
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -148,7 +149,10 @@ def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -
         progress(ProgressEvent("sensitivity", total, total, f"layers of {worst.stage} {worst.precision}"))  # fmt: skip
         stage = next(s for s in manifest.stages if s.name == worst.stage)
         held_feeds = calibration_feeds(fp32, held_out)[stage.name][: config.layer_feeds]
-        layers = layer_errors(source / stage.file,
+        reference = source / stage.file  # int8 static quantises the fused graph: compare to it
+        if worst.precision == "int8-static":
+            reference = fused_for_static(reference, Path(tmp))
+        layers = layer_errors(reference,
                               Path(tmp) / f"{stage.name}-{worst.precision}" / stage.file,
                               held_feeds)[: config.top_layers]  # fmt: skip
     fp32_latency = stage_latencies(fp32, held_out[0], config.calls)
