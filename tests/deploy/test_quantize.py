@@ -87,6 +87,15 @@ def test_int4_all_is_a_named_plan_for_every_stage() -> None:
                                                          "transformer": "int4-weights"}  # fmt: skip
 
 
+def test_int8_mixed_keeps_convolutions_static_and_the_rest_dynamic() -> None:
+    act = resolve_plan("int8-mixed", ["vision", "transformer"])
+    smolvla = resolve_plan("int8-mixed", ["vision", "prefill", "expert_step"])
+    assert {k: v.precision for k, v in act.items()} == {"vision": "int8-static",
+                                                        "transformer": "int8-dynamic"}  # fmt: skip
+    assert {k: v.precision for k, v in smolvla.items()} == {
+        "vision": "int8-static", "prefill": "int8-dynamic", "expert_step": "int8-dynamic"}  # fmt: skip
+
+
 def test_plan_files_round_trip_with_layer_overrides(tmp_path) -> None:
     from edgevla.deploy.quantize import StagePlan, read_plan_file, write_plan_file
 

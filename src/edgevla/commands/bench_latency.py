@@ -29,7 +29,7 @@ class Args(LatencyBenchConfig):
     """with --paper-config: the folder to build in (default outputs/paper_<policy>)"""
     plans: tuple[str, ...] = ()
     """with --paper-config: plans to quantise with (default: act int8-all selective-dynamic
-    int8-static-all; smolvla int8-all selective-dynamic)"""
+    int8-static-all int8-mixed; smolvla int8-all selective-dynamic)"""
     json: bool = False
 
     def __post_init__(self) -> None:

@@ -20,8 +20,8 @@ and `edgevla bench latency` over all of them. What DIR already holds is reused (
 only the timing): a checkpoint whose config.json is not the one asked for is refused, and
 bundles are written aside and renamed, so a folder that exists is complete.
 
-Default plans. ACT: int8-all, selective-dynamic (the trunk int8, the transformer fp32) and
-int8-static-all, calibrated on CALIBRATION_OBSERVATIONS rendered observations: ORT's
+Default plans. ACT: int8-all, selective-dynamic (the trunk int8, the transformer fp32),
+int8-static-all and int8-mixed (the trunk static, the transformer dynamic), calibrated on CALIBRATION_OBSERVATIONS rendered observations: ORT's
 calibrator holds the activations of every observation, and at 3 x 480x640 the trunk's are
 large. SmolVLA: int8-all and selective-dynamic (static calibration of the full-size vision
 stage exceeded this machine's 24 GB). Quantize's reduce_range "auto" applies.
@@ -50,7 +50,7 @@ PAPER_POLICIES = ("act", "smolvla")
 ACT_PAPER_CAMERAS = ("top", "gripper", "left")
 ACT_PAPER_IMAGE_HW = (480, 640)
 PAPER_PLANS: dict[str, tuple[str, ...]] = {
-    "act": ("int8-all", "selective-dynamic", "int8-static-all"),
+    "act": ("int8-all", "selective-dynamic", "int8-static-all", "int8-mixed"),
     "smolvla": ("int8-all", "selective-dynamic"),
 }
 CALIBRATION_OBSERVATIONS = 4
