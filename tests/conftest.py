@@ -1,9 +1,17 @@
 import os
+import signal
 import warnings
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
+
+# The Ctrl-C tests press Ctrl-C (SIGINT) at this process and at the commands it starts. A shell
+# that runs the suite in the background (`make test &` without job control) starts it with
+# SIGINT ignored, the commands inherit that, and a training run then never stops (seen: a
+# child trained for 8 minutes). Take SIGINT back, as a terminal would hand it to us.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 import pytest  # noqa: E402
