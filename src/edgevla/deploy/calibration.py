@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +63,24 @@ def ort_prints_to_stderr() -> Iterator[None]:
         yield
 
 
+def check_calibration(calibration: str) -> None:
+    """Refuse, before any work, a method this project does not know or this ONNX Runtime cannot
+    run (entropy needs `quantize_static(calibration_cache_path=...)`, ORT >= 1.32)."""
+    if calibration not in CALIBRATIONS:
+        raise BadInput(f"must be one of {CALIBRATIONS}, got {calibration!r}", field="--calibration")
+    if calibration == "entropy":
+        import onnxruntime
+        from onnxruntime.quantization import quantize_static
+
+        if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+            raise BadInput(
+                f"--calibration entropy needs onnxruntime >= 1.32 (this is "
+                f"{onnxruntime.__version__}: its quantize_static fixes the histogram at 128 "
+                "bins, which makes entropy equal minmax); upgrade onnxruntime or use "
+                "--calibration minmax or percentile"
+            )
+
+
 def static_calibration_args(
     src: Path,
     feeds: list[dict[str, np.ndarray]],
@@ -71,13 +88,11 @@ def static_calibration_args(
     op_types: list[str] | None,
     workdir: Path,
 ) -> dict:
-    """Keyword arguments for `quantize_static` that calibrate `src` on `feeds` by `calibration`:
-    the data reader and method for minmax and percentile, a file of precomputed ranges for
-    entropy (written into `workdir`)."""
+    """Keyword arguments for `quantize_static` that calibrate `src` on `feeds` by `calibration`
+    (checked by `check_calibration`): the data reader and method for minmax and percentile, a
+    file of precomputed ranges for entropy (written into `workdir`, a temporary folder)."""
     from onnxruntime.quantization import CalibrationMethod
 
-    if calibration not in CALIBRATIONS:
-        raise BadInput(f"must be one of {CALIBRATIONS}, got {calibration!r}", field="--calibration")
     if calibration in ("minmax", "percentile"):
         method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
         return {"calibration_data_reader": Feeds(feeds), "calibrate_method": method[calibration]}
@@ -94,32 +109,20 @@ def entropy_ranges(
     """Calibrate `src` on `feeds` by KL divergence with a histogram fine enough to choose a
     threshold, and write the ranges where `quantize_static(calibration_cache_path=...)` reads
     them."""
-    from onnxruntime.quantization import CalibrationMethod, quantize_static
-    from onnxruntime.quantization.calibrate import create_calibrator
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
-    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-        import onnxruntime
-
-        raise BadInput(
-            f"--calibration entropy needs onnxruntime >= 1.32 (this is {onnxruntime.__version__}: "
-            "its quantize_static fixes the histogram at 128 bins, which makes entropy equal "
-            "minmax); upgrade onnxruntime or use --calibration minmax or percentile"
-        )
-    from onnxruntime.quantization.calibrate import save_tensors_data
-
-    with tempfile.TemporaryDirectory(dir=workdir, prefix=".calibrate.") as tmp:
-        calibrator = create_calibrator(
-            Path(src),
-            op_types,
-            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-            calibrate_method=CalibrationMethod.Entropy,
-            extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_LEVELS},
-        )
-        calibrator.collect_data(Feeds(feeds))
-        ranges = calibrator.compute_data()
-        del calibrator
-    path = Path(workdir) / f".{Path(src).stem}.entropy-ranges.json"
-    save_tensors_data(ranges, path)
+    stem = Path(src).stem
+    calibrator = create_calibrator(
+        Path(src),
+        op_types,
+        augmented_model_path=str(Path(workdir) / f"{stem}.augmented.onnx"),
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_LEVELS},
+    )
+    calibrator.collect_data(Feeds(feeds))
+    path = Path(workdir) / f"{stem}.entropy-ranges.json"
+    save_tensors_data(calibrator.compute_data(), path)
     return path
 
 

@@ -21,8 +21,8 @@ only the timing): a checkpoint whose config.json is not the one asked for is ref
 bundles are written aside and renamed, so a folder that exists is complete.
 
 Default plans. ACT: int8-all, selective-dynamic (the trunk int8, the transformer fp32),
-int8-static-all and int8-mixed (the trunk static, the transformer dynamic), calibrated on CALIBRATION_OBSERVATIONS rendered observations: ORT's
-calibrator holds the activations of every observation, and at 3 x 480x640 the trunk's are
+int8-static-all and int8-mixed (the trunk static, the transformer dynamic), calibrated on
+CALIBRATION_OBSERVATIONS rendered observations: ORT's calibrator holds the activations of every observation, and at 3 x 480x640 the trunk's are
 large. SmolVLA: int8-all and selective-dynamic (static calibration of the full-size vision
 stage exceeded this machine's 24 GB). Quantize's reduce_range "auto" applies.
 

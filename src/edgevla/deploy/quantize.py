@@ -8,8 +8,8 @@ A plan is data: {stage name or "*": precision}. Precisions:
     int8-static   QDQ: weights int8 per channel, activations uint8 with ranges calibrated on
                   stage inputs from rendered observations (`calibration`: minmax | entropy |
                   percentile; how each is set up: `deploy/calibration.py`). On the
-                  full-size SmolVLA vision stage ORT's calibration exceeded this machine's
-                  24 GB (killed)
+                  full-size SmolVLA vision stage ORT's calibration exceeded 24 GB (killed,
+                  2026-12-02)
     int4-weights  MatMul weights 4-bit in blocks of 32 (ONNX Runtime's MatMulNBits), activations
                   fp32: a quarter of the memory traffic for the transformer layers, no
                   calibration; Conv layers stay fp32
@@ -43,7 +43,7 @@ import numpy as np
 from edgevla_runtime.bundle import MANIFEST, BundleRunner, Manifest, StageSpec, sha256_of
 
 from edgevla.deploy.calibration import (
-    CALIBRATIONS,
+    check_calibration,
     fused_for_static,
     ort_prints_to_stderr,
     static_calibration_args,
@@ -226,8 +226,7 @@ class QuantizeConfig:
     out: Path
     plan: str = "selective"
     """fp32 | int8-all | int8-static-all | int8-mixed | int4-all | selective | selective-dynamic |
-    auto | a
-    .yaml file"""
+    auto | a .yaml file"""
     budget: float | None = None
     """with --plan auto: the largest action error (rad) allowed against fp32"""
     calibration: str = "minmax"
@@ -259,10 +258,7 @@ class QuantizeConfig:
                 f"unknown plan {self.plan!r}; one of {sorted(PLANS)}, auto, or a .yaml file",
                 field="--plan",
             )
-        if self.calibration not in CALIBRATIONS:
-            raise BadInput(
-                f"must be one of {CALIBRATIONS}, got {self.calibration!r}", field="--calibration"
-            )
+        check_calibration(self.calibration)
         if self.calibration_observations < 1 or self.eval_observations < 1:
             raise BadInput("calibration and eval observations must be >= 1")
         if self.int4_block_size < 16 or self.int4_block_size & (self.int4_block_size - 1):

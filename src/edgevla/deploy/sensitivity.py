@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from edgevla_runtime.bundle import BundleRunner, Manifest
 
-from edgevla.deploy.calibration import fused_for_static
+from edgevla.deploy.calibration import check_calibration, fused_for_static
 from edgevla.deploy.layers import LayerError, layer_errors
 from edgevla.errors import BadInput
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -51,15 +51,14 @@ class SensitivityConfig:
     observations rendered by the simulator)"""
 
     def __post_init__(self) -> None:
-        from edgevla.deploy.quantize import CALIBRATIONS, PRECISIONS, require_fp32
+        from edgevla.deploy.quantize import PRECISIONS, require_fp32
 
         bad = [p for p in self.precisions if p not in PRECISIONS or p == "fp32"]
         if bad or not self.precisions:
             raise BadInput(
                 f"must be among {PRECISIONS[1:]}, got {bad or 'none'}", field="--precisions"
             )
-        if self.calibration not in CALIBRATIONS:
-            raise BadInput(f"must be one of {CALIBRATIONS}", field="--calibration")
+        check_calibration(self.calibration)
         if min(self.calibration_observations, self.eval_observations, self.calls,
                self.top_layers, self.layer_feeds) < 1:  # fmt: skip
             raise BadInput("observation and call counts must be >= 1")
