@@ -66,3 +66,22 @@ def test_bad_arguments_are_one_line_before_any_work(bundle, tmp_path, capsys) ->
     assert main(["bench", "latency", "--bundles", str(bundle), "--threads", "0"]) == 2
     assert not (tmp_path / "a.jpg").exists()
     assert LatencyBenchConfig(bundles=(bundle,), threads=1).threads == (1,)
+
+
+def test_rounds_interleave_rows_and_pool_their_calls(bundle, capsys) -> None:
+    from edgevla.deploy.bench import _pool_into
+
+    pooled: dict = {}
+    _pool_into(pooled, {"times": [1.0, 2.0], "stages": {"vision": [0.5]}, "rss_mb": 10.0,
+                        "rss_process_mb": 50.0})  # fmt: skip
+    _pool_into(pooled, {"times": [3.0], "stages": {"vision": [0.7]}, "rss_mb": 12.0,
+                        "rss_process_mb": 40.0})  # fmt: skip
+    assert pooled == {"times": [1.0, 2.0, 3.0], "stages": {"vision": [0.5, 0.7]},
+                      "rss_mb": 12.0, "rss_process_mb": 50.0}  # fmt: skip
+    code = main(["bench", "latency", "--bundles", str(bundle), str(bundle), "--threads", "1",
+                 "--calls", "2", "--warmup", "0", "--rounds", "2", "--json"])  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rounds"] == 2 and len(out["rows"]) == 2
+    assert main(["bench", "latency", "--bundles", str(bundle), "--rounds", "0"]) == 2
+    assert "--rounds" in capsys.readouterr().err

@@ -96,6 +96,17 @@ def test_int8_mixed_keeps_convolutions_static_and_the_rest_dynamic() -> None:
         "vision": "int8-static", "prefill": "int8-dynamic", "expert_step": "int8-dynamic"}  # fmt: skip
 
 
+def test_int8_static_linear_keeps_attention_fp32_in_every_stage(tmp_path) -> None:
+    from edgevla.deploy.quantize import read_plan_file, write_plan_file
+
+    plan = resolve_plan("int8-static-linear", ["vision", "transformer"])
+    assert all(p.precision == "int8-static" and p.attention_fp32 for p in plan.values())
+    again = read_plan_file(write_plan_file(plan, tmp_path / "p.yaml"))
+    assert again == plan
+    with pytest.raises(BadInput, match="attention_fp32 must be true or false"):
+        resolve_plan({"*": {"precision": "int8-static", "attention_fp32": "yes"}}, ["vision"])
+
+
 def test_plan_files_round_trip_with_layer_overrides(tmp_path) -> None:
     from edgevla.deploy.quantize import StagePlan, read_plan_file, write_plan_file
 

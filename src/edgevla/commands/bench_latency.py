@@ -29,7 +29,7 @@ class Args(LatencyBenchConfig):
     """with --paper-config: the folder to build in (default outputs/paper_<policy>)"""
     plans: tuple[str, ...] = ()
     """with --paper-config: plans to quantise with (default: act int8-all selective-dynamic
-    int8-static-all int8-mixed; smolvla int8-all selective-dynamic)"""
+    int8-static-all int8-mixed int8-static-linear; smolvla int8-all selective-dynamic)"""
     json: bool = False
 
     def __post_init__(self) -> None:
@@ -43,7 +43,7 @@ def run(args: Args) -> int:
                            "--checkpoint / --bundles")  # fmt: skip
         out = args.out or Path("outputs") / f"paper_{args.paper_config}"
         config = PaperBenchConfig(args.paper_config, out, args.plans, args.threads, args.calls,
-                                  args.warmup, args.plot)  # fmt: skip
+                                  args.warmup, args.plot, args.rounds)  # fmt: skip
         present(args, lambda report: bench_paper(config, progress=report), show_paper,
                 notes=lambda r: r.notes + _notes(r.latency))  # fmt: skip
         return 0
@@ -81,9 +81,10 @@ def show(result) -> None:
     ]  # fmt: skip
     cols = ["policy", "format", "precision", "threads", "p50 ms", "p90 ms", "p99 ms",
             "vs PyTorch", "floor ms", "x floor", "RSS MB", "disk MB", "stages p50 ms (x floor)"]  # fmt: skip
-    console.print(
-        table(f"edgevla bench latency ({result.calls} calls, {result.machine})", cols, rows)
+    title = (
+        f"edgevla bench latency ({result.calls} calls x {result.rounds} round(s), {result.machine})"
     )
+    console.print(table(title, cols, rows))
     peaks = ", ".join(f"{p['threads']} thread(s) fp32 {p['fp32_gflops']:.0f} GFLOP/s, int8 "
                       f"{p['int8_gops']:.0f} GOP/s" for p in result.peaks)  # fmt: skip
     console.print(f"floor = graph FLOPs / measured GEMM peak ({peaks})")

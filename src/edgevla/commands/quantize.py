@@ -11,9 +11,9 @@ from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
 
 @dataclass(frozen=True)
 class Args(QuantizeConfig):
-    """Quantise a bundle's stages by a plan (fp32, int8-all, int8-static-all, int8-mixed, int4-all,
-    selective, selective-dynamic, auto, or a YAML file with per-stage precisions and layers kept
-    fp32)."""
+    """Quantise a bundle's stages by a plan (fp32, int8-all, int8-static-all, int8-static-linear,
+    int8-mixed, int4-all, selective, selective-dynamic, auto, or a YAML file with per-stage
+    precisions and layers kept fp32)."""
 
     json: bool = False
 

@@ -50,6 +50,11 @@ class LatencyBenchConfig:
     """thread counts: one row per runner at each (a single int is taken as one count)"""
     calls: int = 50
     warmup: int = 3
+    rounds: int = 1
+    """time every row this many times, interleaved (each round runs every row once, in order)
+    and pool the calls: on a shared machine a slow spell then lands on every row, not on one.
+    Measured here, 5 single-round runs of the same ACT rows: the int8 bundle's speed-up over
+    PyTorch anywhere in 5.4-6.4x"""
     plot: Path | None = None
     """write a PNG bar chart of per-stage p50 per row, with the floor, here"""
 
@@ -58,8 +63,9 @@ class LatencyBenchConfig:
             object.__setattr__(self, "threads", (self.threads,))
         if self.checkpoint is None and not self.bundles:
             raise BadInput("give --checkpoint and/or --bundles to time")
-        if self.calls < 1 or self.warmup < 0 or not self.threads or min(self.threads) < 1:
-            raise BadInput("--calls and --threads must be >= 1, --warmup >= 0")
+        if (self.calls < 1 or self.rounds < 1 or self.warmup < 0 or not self.threads
+                or min(self.threads) < 1):  # fmt: skip
+            raise BadInput("--calls, --rounds and --threads must be >= 1, --warmup >= 0")
         if self.plot is not None and Path(self.plot).suffix.lower() != ".png":
             raise BadInput(f"must end in .png, got {self.plot}", field="--plot")
         for b in self.bundles:
@@ -107,6 +113,7 @@ class LatencyBenchResult:
     calls: int
     warmup: int
     machine: str
+    rounds: int = 1
     peaks: list[dict[str, float]] = field(default_factory=list)
     """measured GEMM peak per thread count: {threads, size, fp32_gflops, int8_gops}"""
     figure: str | None = None
@@ -162,29 +169,43 @@ def bench_latency(
         for hw in dict.fromkeys(t.image_hw for t in targets)
     }
     peaks = {n: measured_peak(n) for n in config.threads}
-    rows: list[LatencyRow] = []
-    total = len(targets) * len(config.threads)
+    keys = [(threads, i) for threads in config.threads for i in range(len(targets))]
+    pooled: dict[tuple[int, int], dict] = {}
+    total, done = len(keys) * config.rounds, 0
     # a fresh process per row (max_tasks_per_child=1): memory and warm caches are the row's own
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
-        for threads in config.threads:
-            for target in targets:
-                progress(
-                    ProgressEvent("latency", len(rows), total, f"{target.folder.name} x{threads}")
-                )
+        for _ in range(config.rounds):
+            for threads, i in keys:
+                target = targets[i]
+                progress(ProgressEvent("latency", done, total, f"{target.folder.name} x{threads}"))
                 job = (target.kind, str(target.folder), threads, observations[target.image_hw],
                        config.calls, config.warmup)  # fmt: skip
-                measured = pool.submit(_measure, *job).result()
-                rows.append(_row(target, threads, measured, peaks[threads]))
+                _pool_into(pooled.setdefault((threads, i), {}), pool.submit(_measure, *job).result())  # fmt: skip
+                done += 1
     progress(ProgressEvent("latency", total, total, "done"))
+    rows = [_row(targets[i], threads, pooled[threads, i], peaks[threads]) for threads, i in keys]
     for row in rows:
         ref = next((r for r in rows if r.format == "PyTorch" and r.threads == row.threads), None)
         row.vs_pytorch = None if ref is None else ref.p50_s / row.p50_s
     machine = f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores"
     result = LatencyBenchResult(rows, config.calls, config.warmup, " ".join(machine.split()),
-                                [peaks[n] for n in config.threads])  # fmt: skip
+                                config.rounds, [peaks[n] for n in config.threads])  # fmt: skip
     if config.plot is not None:
         result.figure = str(plot_latency(result, Path(config.plot)))
     return result
+
+
+def _pool_into(pooled: dict, measured: dict) -> None:
+    """Add one round's measurement of a row to the ones before: calls appended, memory the
+    largest seen."""
+    if not pooled:
+        pooled.update(measured)
+        return
+    pooled["times"] = pooled["times"] + measured["times"]
+    for name, times in measured["stages"].items():
+        pooled["stages"][name] = pooled["stages"].get(name, []) + times
+    for key in ("rss_mb", "rss_process_mb"):
+        pooled[key] = max(pooled[key], measured[key])
 
 
 def _folder_bytes(folder: Path) -> int:

@@ -14,10 +14,7 @@ ONNX Runtime, so that the three methods differ in what they are meant to differ 
   it should: MinMax wins there (docs/experiments.md, 2026-12-03).
 - percentile: ORT's defaults (2048 bins, 99.999th percentile of |x|, symmetric).
 
-Before any of them, the stage graph goes through ORT's quantisation pre-processing
-(`fused_for_static`), as ORT's guide asks: its basic fusions fold the ResNet trunk's frozen
-batch norms (exported as Mul + Add) into the convolutions and MatMul + Add into Gemm, so QDQ
-pairs are not placed around operations that fp32 fuses away at load time anyway.
+Before any of them, the stage graph is prepared by `graph_prep.prepared_for_static`.
 
 ORT's histogram calibrators also print progress to stdout; `ort_prints_to_stderr` keeps a
 command's `--json` output one object.
@@ -124,16 +121,3 @@ def entropy_ranges(
     path = Path(workdir) / f"{stem}.entropy-ranges.json"
     save_tensors_data(calibrator.compute_data(), path)
     return path
-
-
-def fused_for_static(src: Path, workdir: Path) -> Path:
-    """`src` after ORT's quantisation pre-processing (ONNX shape inference and ORT's basic,
-    hardware-independent graph fusions), written into `workdir`. Measured on the shipped ACT,
-    int8 static, one thread: vision 2.78 -> 1.95 ms, transformer 1.56 -> 1.04 ms (ORT had
-    run 20 QLinearMul and 28 QLinearAdd for the trunk's batch norms and residuals)."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    out = Path(workdir) / f"{Path(src).stem}.fused.onnx"
-    with ort_prints_to_stderr():
-        quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
-    return out

@@ -21,7 +21,8 @@ only the timing): a checkpoint whose config.json is not the one asked for is ref
 bundles are written aside and renamed, so a folder that exists is complete.
 
 Default plans. ACT: int8-all, selective-dynamic (the trunk int8, the transformer fp32),
-int8-static-all and int8-mixed (the trunk static, the transformer dynamic), calibrated on
+int8-static-all, int8-mixed (the trunk static, the transformer dynamic) and int8-static-linear
+(all static but attention), calibrated on
 CALIBRATION_OBSERVATIONS rendered observations: ORT's calibrator holds the activations of every observation, and at 3 x 480x640 the trunk's are
 large. SmolVLA: int8-all and selective-dynamic (static calibration of the full-size vision
 stage exceeded this machine's 24 GB). Quantize's reduce_range "auto" applies.
@@ -50,7 +51,7 @@ PAPER_POLICIES = ("act", "smolvla")
 ACT_PAPER_CAMERAS = ("top", "gripper", "left")
 ACT_PAPER_IMAGE_HW = (480, 640)
 PAPER_PLANS: dict[str, tuple[str, ...]] = {
-    "act": ("int8-all", "selective-dynamic", "int8-static-all", "int8-mixed"),
+    "act": ("int8-all", "selective-dynamic", "int8-static-all", "int8-mixed", "int8-static-linear"),
     "smolvla": ("int8-all", "selective-dynamic"),
 }
 CALIBRATION_OBSERVATIONS = 4
@@ -71,6 +72,8 @@ class PaperBenchConfig:
     calls: int = 50
     warmup: int = 3
     plot: Path | None = None
+    rounds: int = 1
+    """as LatencyBenchConfig.rounds"""
     calibration_observations: int = CALIBRATION_OBSERVATIONS
     eval_observations: int = 2
     seed: int = 0
@@ -97,7 +100,7 @@ class PaperBenchConfig:
             raise BadInput("calibration and eval observations must be >= 1")
         # the timing's own checks (threads, calls, plot) before any work
         LatencyBenchConfig(checkpoint=Path(self.out), threads=self.threads, calls=self.calls,
-                           warmup=self.warmup, plot=self.plot)  # fmt: skip
+                           warmup=self.warmup, plot=self.plot, rounds=self.rounds)  # fmt: skip
 
 
 @dataclass
@@ -237,7 +240,8 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
             built.append(bundles[name].name)
     latency = bench_latency(LatencyBenchConfig(checkpoint=ckpt, bundles=tuple(bundles.values()),
                                                threads=config.threads, calls=config.calls,
-                                               warmup=config.warmup, plot=config.plot), progress)  # fmt: skip
+                                               warmup=config.warmup, plot=config.plot,
+                                               rounds=config.rounds), progress)  # fmt: skip
     plan_of = {folder.name: plan for plan, folder in bundles.items()}
     result = PaperBenchResult(config.policy, str(out), _model(ckpt),
                               {k: str(v) for k, v in bundles.items()}, _action_errors(bundles),

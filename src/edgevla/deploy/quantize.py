@@ -17,7 +17,8 @@ Named plans (`PLANS`): fp32, int8-all (dynamic everywhere), int8-static-all, int
 MatMul weights everywhere, the expert included), selective (the vision stage int8 static,
 SmolVLA's prefill int8 dynamic, the rest, the action expert or ACT's transformer, fp32: the
 paper's choice of where precision is cheap), selective-dynamic, int8-mixed (vision int8
-static, every other stage int8 dynamic). A named plan may name stages
+static, every other stage int8 dynamic), int8-static-linear (every stage int8 static but the
+attention's matmuls of two activations and its softmax, `attention_fp32`). A named plan may name stages
 a bundle lacks (ACT has no prefill); a plan file must name only stages the bundle has.
 A plan can also be a YAML or JSON file holding the mapping, or "auto" with a budget: every
 combination of stage precisions is built and measured (action error against fp32 on held-out
@@ -44,17 +45,18 @@ from edgevla_runtime.bundle import MANIFEST, BundleRunner, Manifest, StageSpec, 
 
 from edgevla.deploy.calibration import (
     check_calibration,
-    fused_for_static,
     ort_prints_to_stderr,
     static_calibration_args,
 )
+from edgevla.deploy.graph_prep import prepared_for_static
 from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 
 PRECISIONS = ("fp32", "int8-dynamic", "int8-static", "int4-weights")
 INT4_BLOCK_SIZE = 32
-PLANS: dict[str, dict[str, str]] = {
+ATTENTION_FP32 = {"precision": "int8-static", "attention_fp32": True}
+PLANS: dict[str, dict[str, str | dict[str, Any]]] = {
     "fp32": {"*": "fp32"},
     "int8-all": {"*": "int8-dynamic"},
     "int8-static-all": {"*": "int8-static"},
@@ -65,6 +67,11 @@ PLANS: dict[str, dict[str, str]] = {
     # convolutions static (dynamic ConvInteger is slow on x86), the transformer layers dynamic:
     # the fastest measured for the paper-size ACT (0.23 s vs int8-static-all 0.28 s)
     "int8-mixed": {"vision": "int8-static", "*": "int8-dynamic"},
+    # every convolution and linear layer int8 static, the attention's activation-by-activation
+    # matmuls and softmax fp32: ORT's int8 kernels for those (QLinearMatMul over heads,
+    # QLinearSoftmax) are slower than fp32 here. Shipped ACT transformer 0.98 -> 0.87 ms, paper-size
+    # ACT 0.17 -> 0.12 s (docs/experiments.md, 2026-12-03)
+    "int8-static-linear": {"*": ATTENTION_FP32},
 }
 
 
@@ -76,15 +83,18 @@ class StagePlan:
         keep_fp32   node-name patterns (fnmatch, e.g. "/backbone/layer4/*") left in fp32: the
                     layers `edgevla sensitivity` finds most sensitive
         op_types    quantise only these operator types (e.g. [MatMul]); empty: ORT's default
+        attention_fp32  leave in fp32 every MatMul of two activations (attention scores and
+                    their weighted sum) and every Softmax, whatever their names
     """
 
     precision: str
     keep_fp32: tuple[str, ...] = ()
     op_types: tuple[str, ...] = ()
+    attention_fp32: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "keep_fp32": list(self.keep_fp32),
-                "op_types": list(self.op_types)}  # fmt: skip
+                "op_types": list(self.op_types), "attention_fp32": self.attention_fp32}  # fmt: skip
 
 
 _PLAN_EXAMPLE = (
@@ -94,7 +104,8 @@ _PLAN_EXAMPLE = (
 
 
 def _stage_plan(value: Any, where: str) -> StagePlan:
-    """A plan entry: a precision string, or a mapping {precision, keep_fp32, op_types}."""
+    """A plan entry: a precision string, or a mapping {precision, keep_fp32, op_types,
+    attention_fp32}."""
     if isinstance(value, StagePlan):
         return value
     if isinstance(value, str):
@@ -102,10 +113,13 @@ def _stage_plan(value: Any, where: str) -> StagePlan:
     if not isinstance(value, dict) or not isinstance(value.get("precision"), str):
         raise BadInput(f"{where}: a stage maps to a precision or to a mapping with 'precision'; "
                        + _PLAN_EXAMPLE, field="--plan")  # fmt: skip
-    unknown = set(value) - {"precision", "keep_fp32", "op_types"}
+    unknown = set(value) - {"precision", "keep_fp32", "op_types", "attention_fp32"}
     if unknown:
         raise BadInput(f"{where}: unknown keys {sorted(unknown)}; allowed precision, keep_fp32, "
-                       "op_types", field="--plan")  # fmt: skip
+                       "op_types, attention_fp32", field="--plan")  # fmt: skip
+    attention_fp32 = value.get("attention_fp32", False)
+    if not isinstance(attention_fp32, bool):
+        raise BadInput(f"{where}: attention_fp32 must be true or false", field="--plan")
     lists = {}
     for key in ("keep_fp32", "op_types"):
         items = value.get(key) or []
@@ -115,7 +129,7 @@ def _stage_plan(value: Any, where: str) -> StagePlan:
     if value["precision"] not in PRECISIONS:
         raise BadInput(f"{where}: unknown precision {value['precision']!r}; one of {PRECISIONS}",
                        field="--plan")  # fmt: skip
-    return StagePlan(value["precision"], lists["keep_fp32"], lists["op_types"])
+    return StagePlan(value["precision"], lists["keep_fp32"], lists["op_types"], attention_fp32)
 
 
 def read_plan_file(path: Path) -> dict[str, StagePlan]:
@@ -219,14 +233,26 @@ def excluded_nodes(model_path: Path, stage: str, patterns: tuple[str, ...]) -> l
     return out
 
 
+def attention_nodes(model_path: Path) -> list[str]:
+    """Names of the Softmax nodes and of the MatMuls neither of whose inputs is a weight (an
+    initializer or a Constant's output): attention's scores and weighted sums."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in graph.node if n.name and (n.op_type == "Softmax"
+            or (n.op_type == "MatMul" and not weights & set(n.input)))]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class QuantizeConfig:
     bundle: Path
     """an fp32 bundle from `edgevla export`"""
     out: Path
     plan: str = "selective"
-    """fp32 | int8-all | int8-static-all | int8-mixed | int4-all | selective | selective-dynamic |
-    auto | a .yaml file"""
+    """fp32 | int8-all | int8-static-all | int8-static-linear | int8-mixed | int4-all | selective |
+    selective-dynamic | auto | a .yaml file"""
     budget: float | None = None
     """with --plan auto: the largest action error (rad) allowed against fp32"""
     calibration: str = "minmax"
@@ -344,7 +370,11 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
     return QuantizeResult(
         bundle=str(out),
         plan={name: sp.precision for name, sp in plan.items()},
-        overrides={n: sp.to_dict() for n, sp in plan.items() if sp.keep_fp32 or sp.op_types},
+        overrides={
+            n: sp.to_dict()
+            for n, sp in plan.items()
+            if sp.keep_fp32 or sp.op_types or sp.attention_fp32
+        },
         reduce_range=reduce_range,
         calibration=config.calibration,
         action_error_max=err_max,
@@ -488,9 +518,13 @@ def quantize_stage(
     root.setLevel(logging.ERROR)  # ORT's quantiser logs advice through the root logger
     try:
         with tempfile.TemporaryDirectory(prefix="edgevla-quantize.") as workdir:
-            if plan.precision == "int8-static":
-                src = fused_for_static(src, Path(workdir))  # keep_fp32 names resolve on it
+            float_nodes: list[str] = []
+            if plan.precision == "int8-static":  # keep_fp32 names resolve on the prepared graph
+                src, float_nodes = prepared_for_static(src, Path(workdir))
             exclude = excluded_nodes(src, stage or Path(src).stem, plan.keep_fp32)
+            if plan.attention_fp32:
+                float_nodes += attention_nodes(src)
+            exclude += [n for n in float_nodes if n not in exclude]
             _quantize(src, dst, plan, exclude, feeds, calibration, int4_block_size,
                       reduce_range, Path(workdir))  # fmt: skip
     finally:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from edgevla_runtime.bundle import BundleRunner, Manifest
 
-from edgevla.deploy.calibration import check_calibration, fused_for_static
+from edgevla.deploy.calibration import check_calibration
+from edgevla.deploy.graph_prep import prepared_for_static
 from edgevla.deploy.layers import LayerError, layer_errors
 from edgevla.errors import BadInput
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -148,9 +149,9 @@ def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -
         progress(ProgressEvent("sensitivity", total, total, f"layers of {worst.stage} {worst.precision}"))  # fmt: skip
         stage = next(s for s in manifest.stages if s.name == worst.stage)
         held_feeds = calibration_feeds(fp32, held_out)[stage.name][: config.layer_feeds]
-        reference = source / stage.file  # int8 static quantises the fused graph: compare to it
+        reference = source / stage.file  # int8 static quantises the prepared graph: compare to it
         if worst.precision == "int8-static":
-            reference = fused_for_static(reference, Path(tmp))
+            reference, _ = prepared_for_static(reference, Path(tmp))
         layers = layer_errors(reference,
                               Path(tmp) / f"{stage.name}-{worst.precision}" / stage.file,
                               held_feeds)[: config.top_layers]  # fmt: skip

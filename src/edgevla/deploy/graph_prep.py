@@ -1,0 +1,124 @@
+"""The stage graph int8 static quantisation starts from: exact rewrites that leave every output
+as it was (to float rounding) and let ONNX Runtime's int8 kernels run at their speed.
+
+1. ORT's quantisation pre-processing (shape inference and its basic, hardware-independent
+   fusions), as ORT's guide asks: the ResNet trunk's frozen batch norms (exported as Mul + Add)
+   fold into the convolutions and MatMul + Add into Gemm, so QDQ pairs are not placed around
+   operations that fp32 fuses away at load time anyway. Measured on the shipped ACT, int8
+   static, one thread: vision 2.78 -> 1.95 ms, transformer 1.56 -> 1.04 ms.
+2. Stride folding of a stem convolution (`fold_input_stride`): a strided convolution over the
+   graph's few-channel input (ResNet's 7x7 / stride 2 over RGB) becomes Pad -> SpaceToDepth ->
+   a stride-1 convolution over s*s*C channels with a ceil(k/s) kernel. The multiply-adds are the
+   same (plus the zero taps of the padded kernel), but ORT's int8 convolution runs 3 input
+   channels at a third of the speed it reaches on wider ones. The Pad and SpaceToDepth stay
+   float (`float_nodes`): quantising them would add a QuantizeLinear/DequantizeLinear pair per
+   node. Measured on the shipped ACT's vision stage, int8 static, one thread: stem 534 -> 344 us,
+   stage 1.67 -> 1.46 ms (docs/experiments.md, 2026-12-03). fp32 gains nothing from it (MLAS's
+   fp32 convolution handles 3 channels well), so fp32 bundles are exported as they are.
+
+The rewritten convolution keeps its node name and output, so keep_fp32 patterns and per-layer
+comparisons name the same layers as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgevla.deploy.calibration import ort_prints_to_stderr
+
+FOLD_MAX_CHANNELS = 64
+"""fold only when s*s*C_in stays at most this (a narrow input, where int8 convolution is slow)"""
+
+
+def prepared_for_static(src: Path, workdir: Path) -> tuple[Path, list[str]]:
+    """`src` pre-processed and stride-folded, written into `workdir`: (path, the names of the
+    nodes the rewrite added that must stay float)."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = Path(workdir) / f"{Path(src).stem}.fused.onnx"
+    with ort_prints_to_stderr():
+        quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
+    model = onnx.load(str(out))
+    float_nodes = fold_input_stride(model.graph)
+    if float_nodes:
+        folded = Path(workdir) / f"{Path(src).stem}.folded.onnx"
+        onnx.save(model, str(folded))
+        out = folded
+    return out, float_nodes
+
+
+def fold_input_stride(graph) -> list[str]:
+    """Rewrite, in place, every strided convolution that reads a graph input of static shape
+    (N, C, H, W) with s*s*C <= FOLD_MAX_CHANNELS and a kernel wider than its stride:
+
+        Conv(x; W (O, C, k, k), stride s, pads p)
+          == Conv(SpaceToDepth_s(Pad(x; p top/left, p' bottom/right)); W' (O, s*s*C, k', k'))
+
+    with k' = ceil(k / s), W zero-padded to s*k' taps and W'[o, (i*s + j)*C + c, a, b] =
+    W[o, c, a*s + i, b*s + j] (ONNX SpaceToDepth's channel order), and p' chosen so that the
+    padded size is s * (output size + k' - 1). Returns the names of the Pad and SpaceToDepth
+    nodes added."""
+    from onnx import helper, numpy_helper
+
+    weights = {t.name: t for t in graph.initializer}
+    shapes = {
+        i.name: [
+            d.dim_value if d.HasField("dim_value") else 0 for d in i.type.tensor_type.shape.dim
+        ]
+        for i in graph.input
+    }
+    added: list[str] = []
+    for index in reversed(range(len(graph.node))):  # from the end: inserts keep earlier indices
+        node = graph.node[index]
+        if node.op_type != "Conv" or node.input[0] not in shapes or node.input[1] not in weights:
+            continue
+        shape = shapes[node.input[0]]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        w = numpy_helper.to_array(weights[node.input[1]])  # (O, C, kh, kw)
+        strides = list(attrs.get("strides", [1, 1]))
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        s = strides[0]
+        if (
+            len(shape) != 4
+            or 0 in shape
+            or w.ndim != 4
+            or attrs.get("group", 1) != 1
+            or any(d != 1 for d in attrs.get("dilations", [1, 1]))
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or strides != [s, s]
+            or s < 2
+            or min(w.shape[2:]) <= s
+            or s * s * w.shape[1] > FOLD_MAX_CHANNELS
+        ):
+            continue
+        (_, c, h, wd), (o, _, kh, kw) = shape, w.shape
+        ho, wo = (h + pads[0] + pads[2] - kh) // s + 1, (wd + pads[1] + pads[3] - kw) // s + 1
+        kh2, kw2 = -(-kh // s), -(-kw // s)
+        bottom, right = s * (ho + kh2 - 1) - h - pads[0], s * (wo + kw2 - 1) - wd - pads[1]
+        if bottom < 0 or right < 0:  # the original drops rows the fold would need to crop
+            continue
+        taps = np.zeros((o, c, kh2 * s, kw2 * s), dtype=w.dtype)
+        taps[:, :, :kh, :kw] = w
+        folded = taps.reshape(o, c, kh2, s, kw2, s).transpose(0, 3, 5, 1, 2, 4)
+        folded = folded.reshape(o, s * s * c, kh2, kw2)
+        name = node.name or node.output[0]
+        w_name, pads_name = f"{node.input[1]}_space_to_depth", f"{name}_fold_pads"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(folded), w_name))
+        graph.initializer.append(numpy_helper.from_array(
+            np.array([0, 0, pads[0], pads[1], 0, 0, bottom, right], dtype=np.int64), pads_name))  # fmt: skip
+        padded, moved = f"{name}_fold_padded", f"{name}_fold_space_to_depth"
+        pad = helper.make_node("Pad", [node.input[0], pads_name], [padded], name=f"{name}_fold_Pad")
+        s2d = helper.make_node("SpaceToDepth", [padded], [moved], name=f"{name}_fold_SpaceToDepth",
+                               blocksize=s)  # fmt: skip
+        conv = helper.make_node("Conv", [moved, w_name, *node.input[2:]], list(node.output),
+                                name=node.name, kernel_shape=[kh2, kw2])  # fmt: skip
+        del graph.node[index]
+        for offset, new in enumerate((pad, s2d, conv)):
+            graph.node.insert(index + offset, new)
+        if not any(node.input[1] in n.input for n in graph.node):  # the unfolded kernel
+            graph.initializer.remove(weights.pop(node.input[1]))
+        added += [pad.name, s2d.name]
+    return added
