@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgevla.commands import config_from, present
 from edgevla.console import console, table
 from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
+from edgevla.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,19 @@ class Args(QuantizeConfig):
     int8-mixed, int4-all, selective, selective-dynamic, auto, or a YAML file with per-stage
     precisions and layers kept fp32)."""
 
+    confirm_episodes: int = 0
+    """with --plan auto: evaluate the fp32 bundle and the chosen one closed loop with this many
+    rollouts per position; while the chosen one loses more than --confirm-tolerance Global
+    success, try the next fastest plan within the budget (0: no confirmation). Exit 1 if none
+    holds"""
+    confirm_tolerance: float = 0.02
+    """Global success a confirmed plan may lose against fp32"""
+    confirm_plan: Path = Path("outputs/plan.json")
+    """the recording plan whose Test/Val positions the confirmation evaluates"""
+    confirm_threshold: float = 0.2
+    """async chunk_size_threshold of the confirmation's evaluation"""
+    confirm_noise_scale: float = 1.0
+    """flow-matching policies: initial-noise scale of the confirmation's evaluation"""
     json: bool = False
 
     def __post_init__(self) -> None:
@@ -22,9 +37,27 @@ class Args(QuantizeConfig):
 
 
 def run(args: Args) -> int:
+    from edgevla.eval.confirm_plan import ConfirmConfig, confirm_auto_plan
+
     config = config_from(args, QuantizeConfig)
-    present(args, lambda report: quantize_bundle(config, progress=report), show)
-    return 0
+    confirm = None
+    if args.confirm_episodes:
+        if config.plan != "auto":
+            raise BadInput("--confirm-episodes confirms what --plan auto chose; evaluate a named "
+                           "plan's bundle with `edgevla eval`", field="--confirm-episodes")  # fmt: skip
+        confirm = ConfirmConfig(episodes=args.confirm_episodes, tolerance=args.confirm_tolerance,
+                                plan=args.confirm_plan, chunk_size_threshold=args.confirm_threshold,
+                                noise_scale=args.confirm_noise_scale)  # fmt: skip
+
+    def compute(report):
+        result = quantize_bundle(config, progress=report)
+        if confirm is not None:
+            result, confirmation = confirm_auto_plan(config, result, confirm, report)
+            result.confirmation = confirmation.to_dict()
+        return result
+
+    result = present(args, compute, show)
+    return 1 if result.confirmation and result.confirmation["accepted"] is None else 0
 
 
 def show(result) -> None:
@@ -43,6 +76,21 @@ def show(result) -> None:
         f"max {result.action_error_max:.4f}, mean {result.action_error_mean:.4f} (action units, rad); "
         f"calibration {result.calibration}; {result.seconds:.1f} s"
     )
+    if result.confirmation:
+        c = result.confirmation
+        ref = c["reference"]
+        rows = [("fp32", f"{ref['success_test']:.2f}", f"{ref['success_val']:.2f}",
+                 f"{ref['success_global']:.2f}", "-", "reference")]  # fmt: skip
+        rows += [(" ".join(f"{k}={v}" for k, v in t["plan"].items()), f"{t['success_test']:.2f}",
+                  f"{t['success_val']:.2f}", f"{t['success_global']:.2f}",
+                  f"{t['global_loss']:+.2f}", "accepted" if t["accepted"] else "rejected")
+                 for t in c["tried"]]  # fmt: skip
+        cols = ["plan", "Acc. Test", "Acc. Val", "Global", "Global lost", "verdict"]
+        title = f"closed-loop confirmation ({c['episodes']} rollout(s) per position, tolerance {c['tolerance']})"
+        console.print(table(title, cols, rows))
+        if c["accepted"] is None:
+            console.print("no candidate within the budget held Global success; --out keeps auto's "
+                          "first choice: raise --budget, or use a named plan")  # fmt: skip
     if result.reduce_range:
         console.print(
             "int8 weights in 7 bits (--reduce-range): this CPU (x86-64 without VNNI) saturates "

@@ -316,6 +316,8 @@ class QuantizeResult:
     seconds: float = 0.0
     candidates: list[dict[str, Any]] = field(default_factory=list)
     """--plan auto: every combination measured (plan, error max/mean, p50 latency)"""
+    confirmation: dict[str, Any] | None = None
+    """--confirm-episodes: the closed-loop check of auto's choice (edgevla.eval.confirm_plan)"""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
