@@ -20,7 +20,9 @@ def tiny_bundle(tiny_checkpoint, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_auto_choice_is_confirmed_closed_loop(tiny_recording, tiny_bundle, tmp_path, capsys) -> None:
+def test_auto_choice_is_confirmed_closed_loop(
+    tiny_recording, tiny_bundle, tmp_path, capsys
+) -> None:
     plan_path, _ = tiny_recording
     out = tmp_path / "auto"
     code = main(["quantize", "--bundle", str(tiny_bundle), "--out", str(out), "--plan", "auto",
