@@ -7,14 +7,15 @@ as it was (to float rounding) and let ONNX Runtime's int8 kernels run at their s
    operations that fp32 fuses away at load time anyway. Measured on the shipped ACT, int8
    static, one thread: vision 2.78 -> 1.95 ms, transformer 1.56 -> 1.04 ms.
 2. Stride folding of a stem convolution (`fold_input_stride`): a strided convolution over the
-   graph's few-channel input (ResNet's 7x7 / stride 2 over RGB) becomes Pad -> SpaceToDepth ->
-   a stride-1 convolution over s*s*C channels with a ceil(k/s) kernel. The multiply-adds are the
-   same (plus the zero taps of the padded kernel), but ORT's int8 convolution runs 3 input
-   channels at a third of the speed it reaches on wider ones. The Pad and SpaceToDepth stay
-   float (`float_nodes`): quantising them would add a QuantizeLinear/DequantizeLinear pair per
-   node. Measured on the shipped ACT's vision stage, int8 static, one thread: stem 534 -> 344 us,
-   stage 1.67 -> 1.46 ms (docs/experiments.md, 2026-12-03). fp32 gains nothing from it (MLAS's
-   fp32 convolution handles 3 channels well), so fp32 bundles are exported as they are.
+   graph's few-channel input (ResNet's 7x7 / stride 2 over RGB) becomes SpaceToDepth -> a
+   stride-1 convolution over s*s*C channels with a ceil((k + shift)/s) kernel and its padding in
+   blocks. The multiply-adds are the same (plus the zero taps of the larger kernel), but ORT's
+   fast int8 convolution (MLAS ConvSym) needs input channels in multiples of 4: 3 channels took
+   its generic path at a third of the speed. The SpaceToDepth stays float (`float_nodes`):
+   quantising it would add a QuantizeLinear/DequantizeLinear pair. Measured on the shipped ACT's
+   vision stage, int8 static, one thread: stem 534 -> 344 us, stage 1.67 -> 1.46 ms
+   (docs/experiments.md, 2026-12-03). fp32 gains nothing from it (MLAS's fp32 convolution
+   handles 3 channels well), so fp32 bundles are exported as they are.
 
 The rewritten convolution keeps its node name and output, so keep_fp32 patterns and per-layer
 comparisons name the same layers as before.
@@ -55,12 +56,12 @@ def fold_input_stride(graph) -> list[str]:
     (N, C, H, W) with s*s*C <= FOLD_MAX_CHANNELS and a kernel wider than its stride:
 
         Conv(x; W (O, C, k, k), stride s, pads p)
-          == Conv(SpaceToDepth_s(Pad(x; p top/left, p' bottom/right)); W' (O, s*s*C, k', k'))
+          == Conv(SpaceToDepth_s(x); W' (O, s*s*C, k', k'), stride 1, pads p' (in blocks))
 
-    with k' = ceil(k / s), W zero-padded to s*k' taps and W'[o, (i*s + j)*C + c, a, b] =
-    W[o, c, a*s + i, b*s + j] (ONNX SpaceToDepth's channel order), and p' chosen so that the
-    padded size is s * (output size + k' - 1). Returns the names of the Pad and SpaceToDepth
-    nodes added."""
+    (H and W multiples of s), with W's taps shifted by d = s*ceil(p/s) - p and zero-padded to
+    s*k' taps, k' = ceil((k + d) / s), and W'[o, (i*s + j)*C + c, a, b] = W~[o, c, a*s + i,
+    b*s + j] (ONNX SpaceToDepth's channel order). The padding stays the convolution's own, so
+    no Pad runs (`_fold_axis`). Returns the names of the SpaceToDepth nodes added."""
     from onnx import helper, numpy_helper
 
     weights = {t.name: t for t in graph.initializer}
@@ -95,30 +96,47 @@ def fold_input_stride(graph) -> list[str]:
         ):
             continue
         (_, c, h, wd), (o, _, kh, kw) = shape, w.shape
-        ho, wo = (h + pads[0] + pads[2] - kh) // s + 1, (wd + pads[1] + pads[3] - kw) // s + 1
-        kh2, kw2 = -(-kh // s), -(-kw // s)
-        bottom, right = s * (ho + kh2 - 1) - h - pads[0], s * (wo + kw2 - 1) - wd - pads[1]
-        if bottom < 0 or right < 0:  # the original drops rows the fold would need to crop
+        rows = _fold_axis(h, kh, pads[0], pads[2], s)
+        cols = _fold_axis(wd, kw, pads[1], pads[3], s)
+        if rows is None or cols is None:
             continue
+        (kh2, shift_h, top, bottom), (kw2, shift_w, left, right) = rows, cols
         taps = np.zeros((o, c, kh2 * s, kw2 * s), dtype=w.dtype)
-        taps[:, :, :kh, :kw] = w
+        taps[:, :, shift_h : shift_h + kh, shift_w : shift_w + kw] = w
         folded = taps.reshape(o, c, kh2, s, kw2, s).transpose(0, 3, 5, 1, 2, 4)
         folded = folded.reshape(o, s * s * c, kh2, kw2)
         name = node.name or node.output[0]
-        w_name, pads_name = f"{node.input[1]}_space_to_depth", f"{name}_fold_pads"
+        w_name, moved = f"{node.input[1]}_space_to_depth", f"{name}_fold_space_to_depth"
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(folded), w_name))
-        graph.initializer.append(numpy_helper.from_array(
-            np.array([0, 0, pads[0], pads[1], 0, 0, bottom, right], dtype=np.int64), pads_name))  # fmt: skip
-        padded, moved = f"{name}_fold_padded", f"{name}_fold_space_to_depth"
-        pad = helper.make_node("Pad", [node.input[0], pads_name], [padded], name=f"{name}_fold_Pad")
-        s2d = helper.make_node("SpaceToDepth", [padded], [moved], name=f"{name}_fold_SpaceToDepth",
-                               blocksize=s)  # fmt: skip
+        s2d = helper.make_node("SpaceToDepth", [node.input[0]], [moved],
+                               name=f"{name}_fold_SpaceToDepth", blocksize=s)  # fmt: skip
         conv = helper.make_node("Conv", [moved, w_name, *node.input[2:]], list(node.output),
-                                name=node.name, kernel_shape=[kh2, kw2])  # fmt: skip
+                                name=node.name, kernel_shape=[kh2, kw2],
+                                pads=[top, left, bottom, right])  # fmt: skip
         del graph.node[index]
-        for offset, new in enumerate((pad, s2d, conv)):
+        for offset, new in enumerate((s2d, conv)):
             graph.node.insert(index + offset, new)
         if not any(node.input[1] in n.input for n in graph.node):  # the unfolded kernel
             graph.initializer.remove(weights.pop(node.input[1]))
-        added += [pad.name, s2d.name]
+        added.append(s2d.name)
     return added
+
+
+def _fold_axis(n: int, k: int, before: int, after: int, s: int) -> tuple[int, int, int, int] | None:
+    """One axis of the fold: (folded kernel k', shift of the taps, padding before and after
+    in blocks), or None where the size is not a whole number of blocks.
+
+    The original reads padded index s*y + i (i < k), i.e. input index s*y + i - before. With
+    P = ceil(before / s) blocks of padding and the taps shifted by d = s*P - before, tap
+    t = s*a + j (i = t - d) reads block y + a - P, offset j: the same element."""
+    if n % s:
+        return None
+    out = (n + before + after - k) // s + 1
+    blocks_before = -(-before // s)
+    shift = s * blocks_before - before
+    k2 = -(-(k + shift) // s)
+    blocks_after = out + k2 - 1 - blocks_before - n // s
+    if blocks_after < 0:  # the original drops trailing rows; a stride-1 pad cannot crop them
+        return None
+    return k2, shift, blocks_before, blocks_after
+
