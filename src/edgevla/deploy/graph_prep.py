@@ -139,4 +139,3 @@ def _fold_axis(n: int, k: int, before: int, after: int, s: int) -> tuple[int, in
     if blocks_after < 0:  # the original drops trailing rows; a stride-1 pad cannot crop them
         return None
     return k2, shift, blocks_before, blocks_after
-
