@@ -30,6 +30,9 @@ class Args(QuantizeConfig):
     """async chunk_size_threshold of the confirmation's evaluation"""
     confirm_noise_scale: float = 1.0
     """flow-matching policies: initial-noise scale of the confirmation's evaluation"""
+    confirm_latency: str = "measured"
+    """virtual inference latency of the confirmation's evaluations: measured (each bundle's own
+    on this machine; load can move a chunk a tick) or seconds, e.g. 0.004 (deterministic)"""
     json: bool = False
 
     def __post_init__(self) -> None:
@@ -47,7 +50,8 @@ def run(args: Args) -> int:
                            "plan's bundle with `edgevla eval`", field="--confirm-episodes")  # fmt: skip
         confirm = ConfirmConfig(episodes=args.confirm_episodes, tolerance=args.confirm_tolerance,
                                 plan=args.confirm_plan, chunk_size_threshold=args.confirm_threshold,
-                                noise_scale=args.confirm_noise_scale)  # fmt: skip
+                                noise_scale=args.confirm_noise_scale,
+                                latency=args.confirm_latency)  # fmt: skip
 
     def compute(report):
         result = quantize_bundle(config, progress=report)

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgevla_runtime.control.clocks import parse_latency_spec
+
 from edgevla.deploy.quantize import (
     QuantizeConfig,
     QuantizeResult,
@@ -43,6 +45,10 @@ class ConfirmConfig:
     plan: Path = Path("outputs/plan.json")
     """the recording plan whose Test/Val positions are evaluated"""
     chunk_size_threshold: float | str = 0.2
+    latency: str = "measured"
+    """virtual inference latency of both evaluations: "measured" (each bundle's own, timed on
+    this machine, so a busy machine can push a chunk a tick later and flip a position), or a
+    fixed figure such as "0.004" (deterministic; the same for both bundles)"""
     noise_scale: float = 1.0
     """flow-matching policies: scale of the initial noise (0: the mean path)"""
     max_candidates: int = 3
@@ -60,6 +66,10 @@ class ConfirmConfig:
         if not Path(self.plan).is_file():
             raise BadInput("plan not found; make one with `edgevla plan --out outputs/plan.json`",
                            path=self.plan, field="--confirm-plan")  # fmt: skip
+        try:
+            parse_latency_spec(self.latency)
+        except ValueError as e:
+            raise BadInput(str(e), field="--confirm-latency") from None
 
 
 @dataclass
@@ -90,8 +100,9 @@ def confirm_auto_plan(
     out = Path(quantize.out)
     work = out.parent / f"{out.name}.confirm"
     work.mkdir(parents=True, exist_ok=True)
-    common = dict(plan=config.plan, modes=("async",), chunk_size_threshold=config.chunk_size_threshold,
-                  episodes=config.episodes, workers=config.workers, noise_scale=config.noise_scale,
+    common = dict(plan=config.plan, modes=("async",), latency=config.latency,
+                  chunk_size_threshold=config.chunk_size_threshold, episodes=config.episodes,
+                  workers=config.workers, noise_scale=config.noise_scale,
                   episode_time_s=config.episode_time_s, sets=config.sets, resume=False)  # fmt: skip
 
     def success(bundle: Path, name: str) -> dict[str, float]:
