@@ -60,4 +60,6 @@ def test_confirmation_flags_are_checked_before_any_work(tiny_recording, tiny_bun
     assert "--confirm-plan" in capsys.readouterr().err
     assert main([*auto, "--confirm-plan", str(plan_path), "--confirm-latency", "soon"]) == 2
     assert "--confirm-latency" in capsys.readouterr().err
+    assert main([*auto, "--confirm-plan", str(plan_path), "--confirm-noise-scale", "0"]) == 2
+    assert "--confirm-noise-scale: applies to a sampling policy" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()

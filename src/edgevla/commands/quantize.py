@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgevla_runtime.bundle import Manifest
+
 from edgevla.commands import config_from, present
 from edgevla.console import console, table
 from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
@@ -48,6 +50,9 @@ def run(args: Args) -> int:
         if config.plan != "auto":
             raise BadInput("--confirm-episodes confirms what --plan auto chose; evaluate a named "
                            "plan's bundle with `edgevla eval`", field="--confirm-episodes")  # fmt: skip
+        if args.confirm_noise_scale != 1.0 and Manifest.read(config.bundle).sampler is None:
+            raise BadInput("applies to a sampling policy (SmolVLA); this bundle's policy is "
+                           "deterministic: leave it at 1", field="--confirm-noise-scale")  # fmt: skip
         confirm = ConfirmConfig(episodes=args.confirm_episodes, tolerance=args.confirm_tolerance,
                                 plan=args.confirm_plan, chunk_size_threshold=args.confirm_threshold,
                                 noise_scale=args.confirm_noise_scale,

@@ -129,9 +129,13 @@ def confirm_auto_plan(
                                    "accepted": accepted})  # fmt: skip
         if accepted:
             confirmation.accepted = dict(candidate["plan"])
-            if not chosen:
-                shutil.rmtree(out)
+            if not chosen:  # swap by renames: a kill between them leaves both bundles on disk
+                aside = work / "replaced"
+                if aside.exists():
+                    shutil.rmtree(aside)
+                out.rename(aside)
                 bundle.rename(out)
+                shutil.rmtree(aside)
                 built = replace(built, bundle=str(out), candidates=result.candidates)
             return built, confirmation
     return result, confirmation
