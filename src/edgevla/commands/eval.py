@@ -51,7 +51,8 @@ class Args:
     latency: str = "measured"
     """virtual inference latency: measured | 0.32 | uniform:LO,HI | lognormal:MEDIAN,SIGMA"""
     episodes: int = 1
-    """rollouts per position (more seeds, tighter figures)"""
+    """rollouts per position (more seeds: tighter figures for a sampling policy or a drawn
+    --latency; a deterministic policy at a fixed latency repeats the same episode)"""
     sets: tuple[Literal["test", "val"], ...] = ("test", "val")
     workers: int = 2
     episode_time_s: float = 20.0

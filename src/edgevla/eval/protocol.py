@@ -4,8 +4,10 @@
     Val    = every position of the held-out cluster(s)                        (10)
     Global = Test + Val                                                         (30)
 
-`--episodes N` repeats each position N times with different seeds (the env and the virtual
-latency draw differ), for tighter figures.
+`--episodes N` repeats each position N times with different seeds: a sampling policy's noise and
+a drawn virtual latency (uniform:, lognormal:) differ between repeats. A deterministic policy
+(ACT) at a fixed or measured latency replays the same episode, since a position fixes the start:
+measured 2026-12-03, ACT's 3 and 10 rollouts gave the same fractions (docs/experiments.md).
 """
 
 from __future__ import annotations
