@@ -18,6 +18,8 @@ from edgevla.cli import main
         (["eval", "--latency", "soon"], ["--latency"]),
         (["eval", "--episodes", "0"], ["--episodes"]),
         (["eval", "--camera-moved", "nose"], ["--camera-moved", "nose"]),
+        (["eval", "--start-jitter-m", "0.2"], ["--start-jitter-m", "0.2"]),
+        (["eval", "--start-jitter-deg", "-1"], ["--start-jitter-deg"]),
         (["select", "--every", "0"], ["--every"]),
         (["select", "--aggregate", "median"], ["--aggregate", "median"]),
         (["eval", "open-loop", "--episodes-per-split", "0"], ["--episodes-per-split"]),
@@ -84,3 +86,19 @@ def test_bench_async_compares_the_schedules(tiny_recording, tiny_checkpoint, tmp
     assert main(argv) == 0  # every configuration kept: a rerun only prints
     out = capsys.readouterr().out
     assert "edgevla bench async" in out and "async-auto@0.1s" in out
+
+
+def test_start_jitter_runs_new_episodes_and_is_recorded(tiny_recording, tiny_checkpoint, tmp_path,
+                                                        capsys):  # fmt: skip
+    """A jittered evaluation runs and says so in results.json."""
+    plan_path, _ = tiny_recording
+    argv = ["eval", "--checkpoint", str(tiny_checkpoint), "--plan", str(plan_path), "--out",
+            str(tmp_path), "--workers", "1", "--episode-time-s", "0.5", "--latency", "0.1",
+            "--sets", "val", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--start-jitter-m", "0.01", "--start-jitter-deg", "10"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["perturbation"]["start_jitter_m"] == 0.01
+    assert result["perturbation"]["start_jitter_deg"] == 10
+    assert result["modes"]["async"]["n_val"] == 2

@@ -26,6 +26,28 @@ def test_protocol_selects_the_papers_positions():
     assert len(three) == 90 and len({e.seed for e in three}) == 90
 
 
+def test_start_jitter_moves_each_rollout_by_its_own_seeded_offset():
+    import math
+
+    from edgevla.sim.scene import Workspace
+
+    plan, ws = make_plan(), Workspace()
+    still = eval_episodes(plan, repeats=3)
+    assert all(e.offset == (0.0, 0.0, 0.0) for e in still)
+    assert still[0].start_state() == still[0].planned.start_state()
+    moved = eval_episodes(plan, repeats=3, jitter_m=0.01, jitter_deg=10, workspace=ws)
+    assert [(e.key, e.seed) for e in moved] == [(e.key, e.seed) for e in still]  # same rollouts
+    assert moved == eval_episodes(plan, repeats=3, jitter_m=0.01, jitter_deg=10, workspace=ws)
+    assert len({e.offset for e in moved}) == len(moved)  # every rollout its own start
+    for e in moved:
+        dx, dy, dyaw = e.offset
+        assert math.hypot(dx, dy) <= 0.01 + 1e-12 and abs(dyaw) <= math.radians(10) + 1e-12
+        start = e.start_state()
+        assert ws.contains(start.bag_xy)
+        assert start.bag_xy == (e.planned.bag_xy[0] + dx, e.planned.bag_xy[1] + dy)
+        assert start.bag_yaw == e.planned.bag_yaw + dyaw
+
+
 def test_bad_protocol_arguments():
     plan = make_plan()
     with pytest.raises(ValueError, match=">= 1"):

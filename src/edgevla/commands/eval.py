@@ -64,6 +64,11 @@ class Args:
     camera_turn_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     light_intensity: float = 1.0
     """perturbation: light intensity (1.0 = as recorded)"""
+    start_jitter_m: float = 0.0
+    """move each rollout's bag start by a seeded offset up to this far (m), as a person resetting
+    a real scene would: rollouts of a deterministic policy then differ (0: the planned spot)"""
+    start_jitter_deg: float = 0.0
+    """... and turn it by up to this much (degrees)"""
     noise_scale: float = 1.0
     """flow-matching policies: scale of the initial noise (1 = SmolVLA's sampler)"""
     label: str | None = None
@@ -80,7 +85,8 @@ class Args:
             sets=tuple(self.sets), workers=self.workers, episode_time_s=self.episode_time_s,
             fps=self.fps, camera_moved=self.camera_moved,
             camera_shift_m=tuple(self.camera_shift_m), camera_turn_deg=tuple(self.camera_turn_deg),
-            light_intensity=self.light_intensity, noise_scale=self.noise_scale, label=self.label,
+            light_intensity=self.light_intensity, start_jitter_m=self.start_jitter_m,
+            start_jitter_deg=self.start_jitter_deg, noise_scale=self.noise_scale, label=self.label,
             resume=self.resume, remote=self.remote, token=self.token, clock=self.clock,
             pin_cpus=self.pin_cpus,
         )  # fmt: skip

@@ -234,7 +234,7 @@ def _run_one(
         cfg,
         make_clock(clock, cfg),
         seed=episode.seed,
-        reset_options={"start_state": episode.planned.start_state()},
+        reset_options={"start_state": episode.start_state()},
     )
     # The calls of this episode (a call still running when a real-time episode ended may add
     # its pair after this; it is not this episode's).

@@ -133,6 +133,8 @@ class EvalConfig:
     camera_shift_m: tuple[float, float, float] = (0.02, 0.0, 0.0)
     camera_turn_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     light_intensity: float = 1.0  # perturbation: 1.0 = as recorded
+    start_jitter_m: float = 0.0  # each rollout's bag start moved up to this far (seeded)
+    start_jitter_deg: float = 0.0  # ... and turned up to this much
     noise_scale: float = 1.0  # flow-matching policies: scale of the initial noise
     label: str | None = None
     resume: bool = True  # reuse the episodes <out>/episodes.jsonl already holds for these settings
@@ -194,6 +196,12 @@ class EvalConfig:
         if not (math.isfinite(self.light_intensity) and self.light_intensity >= 0):
             raise BadInput(f"must be >= 0 (1.0 = as recorded), got {self.light_intensity}",
                            field="--light-intensity")  # fmt: skip
+        if not (math.isfinite(self.start_jitter_m) and 0 <= self.start_jitter_m <= 0.05):
+            raise BadInput(f"must be in [0, 0.05] m (a cluster is 0.10 m wide), got "
+                           f"{self.start_jitter_m}", field="--start-jitter-m")  # fmt: skip
+        if not (math.isfinite(self.start_jitter_deg) and 0 <= self.start_jitter_deg <= 90):
+            raise BadInput(f"must be in [0, 90] degrees, got {self.start_jitter_deg}",
+                           field="--start-jitter-deg")  # fmt: skip
         check_noise_scale(self.noise_scale)
 
     @property
@@ -474,7 +482,8 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None) -> EvalResu
     scene = SceneConfig(image_height=h, image_width=w, fps=fps, camera_offsets=offsets,
                         light_intensity=config.light_intensity)  # fmt: skip
     env_spec = EnvSpec(scene, config.episode_time_s)
-    episodes = eval_episodes(plan, config.episodes, tuple(config.sets))
+    episodes = eval_episodes(plan, config.episodes, tuple(config.sets), config.start_jitter_m,
+                             config.start_jitter_deg, scene.workspace)  # fmt: skip
     seen = {name: [] for name in SETS}  # a server's policy: its training data is not known here
     if config.checkpoint is not None:
         seen = training_overlap(plan, config.plan, config.checkpoint, warnings.append)
@@ -485,6 +494,8 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None) -> EvalResu
                 "scene": repr(scene), "noise_scale": config.noise_scale}  # fmt: skip
     if config.clock != "virtual":  # virtual-clock runs keep their earlier run keys
         identity["clock"] = config.clock
+    if config.start_jitter_m or config.start_jitter_deg:  # so do runs without jitter
+        identity["start_jitter"] = [config.start_jitter_m, config.start_jitter_deg]
     per_mode: dict[str, ModeResult] = {}
     for mode in config.modes:
         control = config.control(mode, scene.fps)
@@ -535,7 +546,9 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None) -> EvalResu
         noise_scale=config.noise_scale,
         perturbation={"camera_moved": config.camera_moved, "camera_shift_m": config.camera_shift_m,
                       "camera_turn_deg": config.camera_turn_deg,
-                      "light_intensity": config.light_intensity},
+                      "light_intensity": config.light_intensity,
+                      "start_jitter_m": config.start_jitter_m,
+                      "start_jitter_deg": config.start_jitter_deg},
         label=label, modes=per_mode, positions_seen_in_training=seen,
         results_file=out / "results.json", warnings=warnings, format=fmt,
     )  # fmt: skip
