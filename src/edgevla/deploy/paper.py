@@ -22,8 +22,8 @@ bundles are written aside and renamed, so a folder that exists is complete.
 
 Default plans. ACT: int8-all, selective-dynamic (the trunk int8, the transformer fp32),
 int8-static-all, int8-mixed (the trunk static, the transformer dynamic) and int8-static-linear
-(all static but attention), calibrated on
-CALIBRATION_OBSERVATIONS rendered observations: ORT's calibrator holds the activations of every observation, and at 3 x 480x640 the trunk's are
+(all static but attention), calibrated on CALIBRATION_OBSERVATIONS rendered observations:
+ORT's calibrator holds the activations of every observation, and at 3 x 480x640 the trunk's are
 large. SmolVLA: int8-all and selective-dynamic (static calibration of the full-size vision
 stage exceeded this machine's 24 GB). Quantize's reduce_range "auto" applies.
 

@@ -65,7 +65,7 @@ PLANS: dict[str, dict[str, str | dict[str, Any]]] = {
     # the same split without calibration, for stages too large to calibrate statically
     "selective-dynamic": {"vision": "int8-dynamic", "prefill": "int8-dynamic", "*": "fp32"},
     # convolutions static (dynamic ConvInteger is slow on x86), the transformer layers dynamic:
-    # the fastest measured for the paper-size ACT (0.23 s vs int8-static-all 0.28 s)
+    # paper-size ACT 0.234 s vs int8-static-all 0.285 s (int8-static-linear: 0.230 s)
     "int8-mixed": {"vision": "int8-static", "*": "int8-dynamic"},
     # every convolution and linear layer int8 static, the attention's activation-by-activation
     # matmuls and softmax fp32: ORT's int8 kernels for those (QLinearMatMul over heads,
@@ -216,21 +216,27 @@ def resolve_plan(plan: str | dict[str, Any], stages: list[str]) -> dict[str, Sta
     return {s: _stage_plan(plan.get(s, plan.get("*", "fp32")), s) for s in stages}
 
 
-def excluded_nodes(model_path: Path, stage: str, patterns: tuple[str, ...]) -> list[str]:
-    """Node names of the graph matched by `patterns`; a pattern matching nothing is a typo."""
+def excluded_nodes(
+    model_path: Path, stage: str, plan: StagePlan, also: list[str] | tuple[str, ...] = ()
+) -> list[str]:
+    """Names of the nodes `plan` leaves in fp32 (its keep_fp32 patterns, its attention with
+    attention_fp32) and `also`, in that order, each once; the graph is read once. A pattern
+    matching nothing is a typo."""
     import fnmatch
 
     import onnx
 
-    names = [n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node]
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    names = [n.name for n in graph.node]
     out: list[str] = []
-    for pattern in patterns:
+    for pattern in plan.keep_fp32:
         hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             raise BadInput(f"stage {stage!r}: keep_fp32 pattern {pattern!r} matches no node; "
                            "`edgevla sensitivity` lists the node names", field="--plan")  # fmt: skip
         out += [h for h in hits if h not in out]
-    return out
+    more = [*(_attention_nodes(graph) if plan.attention_fp32 else ()), *also]
+    return out + [n for n in dict.fromkeys(more) if n not in out]
 
 
 def attention_nodes(model_path: Path) -> list[str]:
@@ -238,7 +244,10 @@ def attention_nodes(model_path: Path) -> list[str]:
     initializer or a Constant's output): attention's scores and weighted sums."""
     import onnx
 
-    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return _attention_nodes(onnx.load(str(model_path), load_external_data=False).graph)
+
+
+def _attention_nodes(graph) -> list[str]:
     weights = {i.name for i in graph.initializer}
     weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     return [n.name for n in graph.node if n.name and (n.op_type == "Softmax"
@@ -520,13 +529,10 @@ def quantize_stage(
     root.setLevel(logging.ERROR)  # ORT's quantiser logs advice through the root logger
     try:
         with tempfile.TemporaryDirectory(prefix="edgevla-quantize.") as workdir:
-            float_nodes: list[str] = []
+            layout_nodes: list[str] = []  # a rewrite's own nodes, kept float
             if plan.precision == "int8-static":  # keep_fp32 names resolve on the prepared graph
-                src, float_nodes = prepared_for_static(src, Path(workdir))
-            exclude = excluded_nodes(src, stage or Path(src).stem, plan.keep_fp32)
-            if plan.attention_fp32:
-                float_nodes += attention_nodes(src)
-            exclude += [n for n in float_nodes if n not in exclude]
+                src, layout_nodes = prepared_for_static(src, Path(workdir))
+            exclude = excluded_nodes(src, stage or Path(src).stem, plan, layout_nodes)
             _quantize(src, dst, plan, exclude, feeds, calibration, int4_block_size,
                       reduce_range, Path(workdir))  # fmt: skip
     finally:
