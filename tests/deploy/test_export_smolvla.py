@@ -122,19 +122,42 @@ def test_sensitivity_measures_each_stage_and_the_expert_step_by_step(
 
 
 def test_auto_plan_picks_the_fastest_within_budget(smolvla_bundle, tmp_path) -> None:
-    from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
+    from dataclasses import replace
 
-    result = quantize_bundle(
-        QuantizeConfig(bundle=smolvla_bundle, out=tmp_path / "auto", plan="auto", budget=0.01,
-                       calibration_observations=2, eval_observations=2)
-    )  # fmt: skip
-    from edgevla.deploy.quantize import PRECISIONS
+    from edgevla.deploy.quantize import (
+        PRECISIONS,
+        QuantizeConfig,
+        StagePlan,
+        quantize_bundle,
+        write_plan_file,
+    )
+    from edgevla.deploy.stage_files import StageFiles
 
+    files = StageFiles(tmp_path / "stages")
+    config = QuantizeConfig(bundle=smolvla_bundle, out=tmp_path / "auto", plan="auto", budget=0.01,
+                            calibration_observations=2, eval_observations=2)  # fmt: skip
+    result = quantize_bundle(config, stage_files=files)
     assert len(result.candidates) == len(PRECISIONS) ** 3  # every precision for every stage
     fits = [c for c in result.candidates if c["within_budget"]]
     assert fits and result.plan == fits[0]["plan"]
     assert fits[0]["p50_s"] == min(c["p50_s"] for c in fits)
     assert result.action_error_max <= 0.01 + 1e-6  # re-measured on the written bundle
+    # the bundle took auto's graphs; so does another plan built beside it (a confirmation's
+    # candidate), and a graph found again has the bytes a fresh quantisation gives
+    quantised = [s for s, p in result.plan.items() if p != "fp32"]
+    assert result.stages_reused == quantised
+    other = next(c["plan"] for c in result.candidates if c["plan"] != result.plan
+                 and set(c["plan"].values()) >= {"int8-static", "int4-weights"})  # fmt: skip
+    plan_file = write_plan_file({k: StagePlan(v) for k, v in other.items()}, tmp_path / "o.yaml")
+    again = replace(config, plan=str(plan_file), budget=None, out=tmp_path / "reused")
+    reused = quantize_bundle(again, stage_files=files)
+    assert reused.stages_reused == [s for s, p in other.items() if p != "fp32"]
+    fresh = quantize_bundle(replace(again, out=tmp_path / "fresh"))
+    assert fresh.stages_reused == []
+    hashes = [
+        {s.name: s.sha256 for s in Manifest.read(tmp_path / b).stages} for b in ("reused", "fresh")
+    ]
+    assert hashes[0] == hashes[1]
 
 
 def test_plan_file_is_data(smolvla_bundle, tmp_path, capsys) -> None:

@@ -63,3 +63,50 @@ def test_confirmation_flags_are_checked_before_any_work(tiny_recording, tiny_bun
     assert main([*auto, "--confirm-plan", str(plan_path), "--confirm-noise-scale", "0"]) == 2
     assert "--confirm-noise-scale: applies to a sampling policy" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.slow
+def test_a_rejected_choice_is_replaced_by_the_next_candidate_that_holds(
+    tiny_recording, tiny_bundle, tmp_path
+) -> None:
+    """The swap. Auto's first choice is played here by a bundle that cannot do the task (the
+    tiny test policy, put at --out in its place); the reference is the shipped ACT's fp32
+    bundle, which can. The first choice loses, so the next candidate (fp32 everywhere: the
+    reference's own graphs, so it must hold) is built, evaluated and moved to --out."""
+    import shutil
+    from pathlib import Path
+
+    from edgevla_runtime.bundle import Manifest
+
+    from edgevla.deploy.export import ExportConfig, export_bundle
+    from edgevla.deploy.quantize import QuantizeConfig, QuantizeResult
+    from edgevla.eval.confirm_plan import ConfirmConfig, confirm_auto_plan
+
+    plan_path, _ = tiny_recording
+    shipped = Path(__file__).resolve().parents[2] / "assets" / "act_edge"
+    fp32 = tmp_path / "fp32"
+    export_bundle(ExportConfig(checkpoint=shipped, out=fp32, parity_observations=1))
+    out = tmp_path / "auto"
+    shutil.copytree(tiny_bundle, out)
+    chosen = {"vision": "int8-static", "transformer": "int8-static"}
+    fallback = {"vision": "fp32", "transformer": "fp32"}
+    result = QuantizeResult(bundle=str(out), plan=chosen, calibration="minmax",
+                            action_error_max=0.0, action_error_mean=0.0, eval_observations=1,
+                            candidates=[{"plan": chosen, "within_budget": True},
+                                        {"plan": fallback, "within_budget": True}])  # fmt: skip
+    quantize = QuantizeConfig(bundle=fp32, out=out, plan="auto", budget=1.0, overwrite=True,
+                              calibration_observations=1, eval_observations=1)  # fmt: skip
+    confirm = ConfirmConfig(episodes=1, plan=plan_path, latency="0.004", episode_time_s=10.0)
+    built, c = confirm_auto_plan(quantize, result, confirm)
+
+    assert c.reference["success_global"] > 0.02  # the shipped ACT does the task here
+    assert [t["plan"] for t in c.tried] == [chosen, fallback]
+    assert [t["accepted"] for t in c.tried] == [False, True]
+    assert c.tried[0]["global_loss"] > 0.02
+    assert c.tried[1]["success_global"] == c.reference["success_global"]
+    assert c.accepted == fallback and built.bundle == str(out) and built.plan == fallback
+    m = Manifest.read(out)  # --out now holds the candidate built from the reference
+    assert Path(m.checkpoint).resolve() == shipped.resolve()
+    assert {s.name: s.precision for s in m.stages} == fallback
+    work = tmp_path / "auto.confirm"
+    assert not (work / "replaced").exists() and not (work / "candidate1").exists()

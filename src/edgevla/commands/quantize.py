@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from edgevla_runtime.bundle import Manifest
 from edgevla.commands import config_from, present
 from edgevla.console import console, table
 from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
+from edgevla.deploy.stage_files import StageFiles
 from edgevla.errors import BadInput
 
 
@@ -59,10 +61,12 @@ def run(args: Args) -> int:
                                 latency=args.confirm_latency)  # fmt: skip
 
     def compute(report):
-        result = quantize_bundle(config, progress=report)
-        if confirm is not None:
-            result, confirmation = confirm_auto_plan(config, result, confirm, report)
-            result.confirmation = confirmation.to_dict()
+        with tempfile.TemporaryDirectory(prefix="edgevla-stages.") as tmp:
+            files = StageFiles(tmp)  # auto's graphs, reused by the bundle and its candidates
+            result = quantize_bundle(config, report, files)
+            if confirm is not None:
+                result, confirmation = confirm_auto_plan(config, result, confirm, report, files)
+                result.confirmation = confirmation.to_dict()
         return result
 
     result = present(args, compute, show)
@@ -85,6 +89,9 @@ def show(result) -> None:
         f"max {result.action_error_max:.4f}, mean {result.action_error_mean:.4f} (action units, rad); "
         f"calibration {result.calibration}; {result.seconds:.1f} s"
     )
+    if result.stages_reused:
+        console.print(f"stages taken from auto's search, not quantised again: "
+                      f"{', '.join(result.stages_reused)}")  # fmt: skip
     if result.confirmation:
         c = result.confirmation
         ref = c["reference"]

@@ -49,6 +49,7 @@ from edgevla.deploy.calibration import (
     static_calibration_args,
 )
 from edgevla.deploy.graph_prep import prepared_for_static
+from edgevla.deploy.stage_files import StageFiles
 from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -325,6 +326,9 @@ class QuantizeResult:
     seconds: float = 0.0
     candidates: list[dict[str, Any]] = field(default_factory=list)
     """--plan auto: every combination measured (plan, error max/mean, p50 latency)"""
+    stages_reused: list[str] = field(default_factory=list)
+    """stages taken from graphs quantised earlier in the same command (auto's search) instead
+    of quantised again"""
     confirmation: dict[str, Any] | None = None
     """--confirm-episodes: the closed-loop check of auto's choice (edgevla.eval.confirm_plan)"""
 
@@ -332,7 +336,18 @@ class QuantizeResult:
         return asdict(self)
 
 
-def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) -> QuantizeResult:
+def quantize_bundle(
+    config: QuantizeConfig,
+    progress: ProgressFn = no_progress,
+    stage_files: StageFiles | None = None,
+) -> QuantizeResult:
+    """Write config.out: config.bundle's stages at config.plan's precisions, with the action
+    error against fp32 in its manifest. stage_files: graphs quantised earlier in the same
+    command (auto's search), reused where their key matches; without one, --plan auto keeps
+    its graphs in a temporary folder for the bundle it writes."""
+    if stage_files is None and config.plan == "auto":
+        with tempfile.TemporaryDirectory(prefix="edgevla-stages.") as tmp:
+            return quantize_bundle(config, progress, StageFiles(tmp))
     from edgevla.deploy.export import bundle_being_written
     from edgevla.deploy.observations import observations, source_of
 
@@ -340,13 +355,12 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
     source = Path(config.bundle)
     fp32 = BundleRunner(source)
     reduce_range = resolve_reduce_range(config.reduce_range)
-    calib_obs = observations(fp32, config.calibration_observations, 1000, config.dataset, "train")
     eval_obs = observations(fp32, config.eval_observations, 2000, config.dataset, "val")
-    feeds = calibration_feeds(fp32, calib_obs)
+    build = StageBuilder(fp32, config, reduce_range, stage_files)
     candidates: list[dict[str, Any]] = []
     names = [s.name for s in fp32.manifest.stages]
     if config.plan == "auto":
-        chosen, candidates = auto_plan(fp32, feeds, eval_obs, config, reduce_range, progress)
+        chosen, candidates = auto_plan(fp32, build, eval_obs, config, progress)
         plan = resolve_plan(chosen, names)
     else:
         plan = resolve_plan(config.plan, names)
@@ -356,9 +370,8 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
         for i, stage in enumerate(fp32.manifest.stages):
             sp = plan[stage.name]
             progress(ProgressEvent("quantize", i, len(plan), f"{stage.name}: {sp.precision}"))
-            src, dst = source / stage.file, work / stage.file
-            quantize_stage(src, dst, sp, feeds[stage.name], config.calibration,
-                           config.int4_block_size, stage=stage.name, reduce_range=reduce_range)  # fmt: skip
+            dst = work / stage.file
+            shutil.copyfile(build(stage, sp), dst)
             specs.append(StageSpec(stage.name, stage.file, stage.inputs, stage.outputs,
                                    sp.precision, sha256_of(dst)))  # fmt: skip
         manifest = Manifest(**{**fp32.manifest.__dict__, "stages": tuple(specs)})
@@ -394,7 +407,69 @@ def quantize_bundle(config: QuantizeConfig, progress: ProgressFn = no_progress) 
         sizes_bytes={s.name: (out / s.file).stat().st_size for s in specs},
         seconds=time.perf_counter() - t0,
         candidates=candidates,
+        stages_reused=build.reused_for(names, plan),
     )
+
+
+class StageBuilder:
+    """One bundle's stages at any plan entry, each quantised once: calibration feeds are
+    computed on first need (a bundle whose stages were all quantised before needs none), and
+    with `stage_files` every graph is kept there and found again by its key."""
+
+    def __init__(self, fp32: BundleRunner, config: QuantizeConfig, reduce_range: bool,
+                 stage_files: StageFiles | None) -> None:  # fmt: skip
+        self.fp32, self.config, self.reduce_range = fp32, config, reduce_range
+        self.files = stage_files
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._feeds: dict[str, list[dict[str, np.ndarray]]] | None = None
+        self.found: set[str] = set()  # keys found in stage_files, quantised by someone before
+
+    def key(self, stage: StageSpec, plan: StagePlan) -> str:
+        c = self.config
+        settings = {"calibration": c.calibration, "observations": c.calibration_observations,
+                    "dataset": str(Path(c.dataset).resolve()) if c.dataset else None,
+                    "int4_block_size": c.int4_block_size, "reduce_range": self.reduce_range}  # fmt: skip
+        return StageFiles.key(stage.sha256 or str(Path(self.fp32.folder).resolve() / stage.file),
+                              plan.to_dict(), settings)  # fmt: skip
+
+    def feeds(self) -> dict[str, list[dict[str, np.ndarray]]]:
+        from edgevla.deploy.observations import observations
+
+        if self._feeds is None:
+            c = self.config
+            obs = observations(self.fp32, c.calibration_observations, 1000, c.dataset, "train")
+            self._feeds = calibration_feeds(self.fp32, obs)
+        return self._feeds
+
+    def __call__(self, stage: StageSpec, plan: StagePlan | str) -> Path:
+        """The path of `stage` quantised by `plan` (read it, do not move it)."""
+        plan = _stage_plan(plan, stage.name)
+        if plan.precision == "fp32":  # the exported graph as it is
+            return Path(self.fp32.folder) / stage.file
+        key = self.key(stage, plan)
+        if self.files is None:
+            self.files = StageFiles(self._own_folder())
+        found = self.files.lookup(key, stage.file)
+        if found is not None:
+            self.found.add(key)
+            return found
+        dst = self.files.path(key, stage.file)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        partial = dst.with_name(f"partial.{dst.name}")
+        quantize_stage(Path(self.fp32.folder) / stage.file, partial, plan, self.feeds()[stage.name],
+                       self.config.calibration, self.config.int4_block_size, stage=stage.name,
+                       reduce_range=self.reduce_range)  # fmt: skip
+        return self.files.store(key, partial, stage.file)
+
+    def reused_for(self, names: list[str], plan: dict[str, StagePlan]) -> list[str]:
+        """Stages of `plan` whose graph was found in stage_files rather than quantised here."""
+        stages = {s.name: s for s in self.fp32.manifest.stages}
+        return [n for n in names if plan[n].precision != "fp32"
+                and self.key(stages[n], plan[n]) in self.found]  # fmt: skip
+
+    def _own_folder(self) -> Path:
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgevla-stages.")
+        return Path(self._tmp.name)
 
 
 def action_error(
@@ -421,32 +496,28 @@ def action_error(
 
 def auto_plan(
     fp32: BundleRunner,
-    feeds,
+    build: StageBuilder,
     observations,
     config: QuantizeConfig,
-    reduce_range: bool,
     progress: ProgressFn,
 ):
     """The fastest combination of stage precisions whose action error stays within the budget.
 
-    Each stage is quantised once per precision; every combination is assembled from those
-    files, timed (median of 5 calls after a warm-up) and compared with fp32. Returns
-    (plan, candidates sorted by latency)."""
+    Each stage is quantised once per precision (by `build`, which keeps the graphs for the
+    bundle written next and for a confirmation's candidates); every combination is assembled
+    from those files, timed (median of 5 calls after a warm-up) and compared with fp32.
+    Returns (plan, candidates sorted by latency)."""
     import itertools
-    import tempfile
 
     stages = fp32.manifest.stages
-    source = Path(fp32.folder)
     combos = list(itertools.product(PRECISIONS, repeat=len(stages)))
     candidates = []
+    built = {}
+    for i, (precision, stage) in enumerate(itertools.product(PRECISIONS, stages)):
+        progress(ProgressEvent("auto plan: quantise", i, len(PRECISIONS) * len(stages),
+                               f"{stage.name}: {precision}"))  # fmt: skip
+        built[stage.name, precision] = build(stage, precision)
     with tempfile.TemporaryDirectory(prefix="auto_plan.") as tmp:
-        for precision in PRECISIONS:
-            for stage in stages:
-                dst = Path(tmp) / precision / stage.file
-                dst.parent.mkdir(exist_ok=True)
-                quantize_stage(source / stage.file, dst, precision, feeds[stage.name],
-                               config.calibration, config.int4_block_size,
-                               reduce_range=reduce_range)  # fmt: skip
         for i, combo in enumerate(combos):
             plan = {s.name: p for s, p in zip(stages, combo, strict=True)}
             progress(ProgressEvent("auto plan", i, len(combos), " ".join(combo)))
@@ -454,7 +525,7 @@ def auto_plan(
             variant.mkdir()
             specs = []
             for stage, precision in zip(stages, combo, strict=True):
-                (variant / stage.file).symlink_to(Path(tmp) / precision / stage.file)
+                (variant / stage.file).symlink_to(built[stage.name, precision].resolve())
                 specs.append(
                     StageSpec(stage.name, stage.file, stage.inputs, stage.outputs, precision)
                 )

@@ -28,6 +28,7 @@ from edgevla.deploy.quantize import (
     quantize_bundle,
     write_plan_file,
 )
+from edgevla.deploy.stage_files import StageFiles
 from edgevla.errors import BadInput
 from edgevla.eval.protocol import SETS
 from edgevla.eval.run import EvalConfig, evaluate
@@ -92,11 +93,13 @@ def confirm_auto_plan(
     result: QuantizeResult,
     config: ConfirmConfig,
     progress: ProgressFn = no_progress,
+    stage_files: StageFiles | None = None,
 ) -> tuple[QuantizeResult, Confirmation]:
     """Evaluate the fp32 bundle and auto's candidates (fastest first, within the budget) until
     one loses at most `config.tolerance` Global success. Returns the QuantizeResult of the
     bundle now at --out and the record of what was tried. Candidates other than auto's first
-    choice are built in `<out>.confirm/` and moved to --out when accepted."""
+    choice are built in `<out>.confirm/` and moved to --out when accepted; given the
+    stage_files auto quantised into, they are assembled from those graphs, not quantised again."""
     out = Path(quantize.out)
     work = out.parent / f"{out.name}.confirm"
     work.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,7 @@ def confirm_auto_plan(
             plan = {stage: StagePlan(p) for stage, p in candidate["plan"].items()}
             plan_file = write_plan_file(plan, work / f"candidate{i}.yaml")
             built = quantize_bundle(replace(quantize, plan=str(plan_file), budget=None,
-                                            out=bundle, overwrite=True), progress)  # fmt: skip
+                                            out=bundle, overwrite=True), progress, stage_files)  # fmt: skip
         got = success(bundle, f"candidate{i}")
         loss = confirmation.reference["success_global"] - got["success_global"]
         accepted = loss <= config.tolerance + 1e-9
