@@ -21,6 +21,8 @@ from edgevla.cli import main
         (["eval", "--start-jitter-m", "0.2"], ["--start-jitter-m", "0.2"]),
         (["eval", "--start-jitter-deg", "-1"], ["--start-jitter-deg"]),
         (["select", "--every", "0"], ["--every"]),
+        (["select", "--start-jitter-m", "0.1"], ["--start-jitter-m", "0.1"]),
+        (["bench", "async", "--start-jitter-deg", "100"], ["--start-jitter-deg", "100"]),
         (["select", "--aggregate", "median"], ["--aggregate", "median"]),
         (["eval", "open-loop", "--episodes-per-split", "0"], ["--episodes-per-split"]),
     ],
@@ -76,11 +78,13 @@ def test_bench_async_compares_the_schedules(tiny_recording, tiny_checkpoint, tmp
     plan_path, _ = tiny_recording
     argv = ["bench", "async", "--checkpoint", str(tiny_checkpoint), "--plan", str(plan_path),
             "--out", str(tmp_path), "--latencies", "0.1", "--thresholds", "0.5", "--workers", "1",
-            "--episode-time-s", "0.5"]  # fmt: skip
+            "--episode-time-s", "0.5", "--start-jitter-m", "0.01"]  # fmt: skip
     assert main([*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [r["config"] for r in result["rows"]] == [
         "zero-latency", "sync@0.1s", "async-g0.5@0.1s", "async-auto@0.1s"]  # fmt: skip
+    saved = json.loads((tmp_path / "sync@0.1s" / "results.json").read_text())
+    assert saved["perturbation"]["start_jitter_m"] == 0.01  # the jittered starts were run
     assert set(result["budgets"]["0.1"]) == {"0.5"}
     assert json.loads((tmp_path / "async_bench.json").read_text()) == result
     assert main(argv) == 0  # every configuration kept: a rerun only prints

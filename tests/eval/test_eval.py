@@ -175,6 +175,11 @@ def test_select_ranks_late_checkpoints_and_links_the_best(tiny_recording, tmp_pa
     assert (run / "selection.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="lower --from-step"):
         select(SelectConfig(**args, from_step=5))
+    # jittered starts reach the evaluation (a deterministic policy repeats a planned start)
+    select(SelectConfig(**args, from_step=3, start_jitter_m=0.01, start_jitter_deg=10))
+    saved = json.loads((run / "checkpoints" / "step-000004" / "eval" / "results.json").read_text())
+    assert saved["perturbation"]["start_jitter_m"] == 0.01
+    assert saved["perturbation"]["start_jitter_deg"] == 10
 
 
 def test_first_grasp_summary_reports_a_one_sided_miss():

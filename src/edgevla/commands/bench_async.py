@@ -27,6 +27,11 @@ class Args:
     episode_time_s: float = 30.0
     fps: int | None = None
     """control rate (default: the rate of the policy's training data)"""
+    start_jitter_m: float = 0.0
+    """move each rollout's bag start by a seeded offset up to this far (m): rollouts of a
+    deterministic policy then differ, so --episodes N measures N different starts"""
+    start_jitter_deg: float = 0.0
+    """... and turn it by up to this much (degrees)"""
     resume: bool = True
     """continue from the episodes already finished for the same settings"""
     json: bool = False
@@ -36,7 +41,8 @@ class Args:
             checkpoint=self.checkpoint, plan=self.plan, out=self.out,
             latencies=tuple(self.latencies), thresholds=tuple(self.thresholds),
             aggregate_fn_name=self.aggregate, episodes=self.episodes, workers=self.workers,
-            episode_time_s=self.episode_time_s, fps=self.fps, resume=self.resume,
+            episode_time_s=self.episode_time_s, fps=self.fps, start_jitter_m=self.start_jitter_m,
+            start_jitter_deg=self.start_jitter_deg, resume=self.resume,
         )  # fmt: skip
 
 

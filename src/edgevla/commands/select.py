@@ -32,6 +32,11 @@ class Args:
     """skip checkpoints before this step (early ones rarely win and each costs a full eval)"""
     noise_scale: float = 1.0
     """flow-matching policies: scale of the initial noise (1 = SmolVLA's sampler)"""
+    start_jitter_m: float = 0.0
+    """move each rollout's bag start by a seeded offset up to this far (m): rollouts of a
+    deterministic policy then differ, so --episodes N measures N different starts"""
+    start_jitter_deg: float = 0.0
+    """... and turn it by up to this much (degrees)"""
     resume: bool = True
     """continue from the episodes already finished for the same settings"""
     json: bool = False
@@ -42,6 +47,7 @@ class Args:
             aggregate_fn_name=self.aggregate, latency=self.latency, fps=self.fps,
             episodes=self.episodes, episode_time_s=self.episode_time_s, workers=self.workers,
             every=self.every, from_step=self.from_step, noise_scale=self.noise_scale,
+            start_jitter_m=self.start_jitter_m, start_jitter_deg=self.start_jitter_deg,
             resume=self.resume,
         )  # fmt: skip
 

@@ -25,6 +25,7 @@ from edgevla.eval.run import (
     EvalConfig,
     check_checkpoint_folder,
     check_control_flags,
+    check_start_jitter,
     evaluate,
     parse_threshold,
     policy_rate,
@@ -47,6 +48,8 @@ class AsyncBenchConfig:
     workers: int = 2
     episode_time_s: float = 30.0
     fps: int | None = None  # None: the rate of the policy's training data
+    start_jitter_m: float = 0.0  # each rollout's bag start moved up to this far (seeded)
+    start_jitter_deg: float = 0.0  # ... and turned up to this much
     resume: bool = True
 
     def __post_init__(self) -> None:
@@ -62,6 +65,7 @@ class AsyncBenchConfig:
             parse_threshold(g, flag="--thresholds")
         check_control_flags(self.aggregate_fn_name, "0", self.episode_time_s, self.episodes,
                             self.workers, self.fps)  # fmt: skip
+        check_start_jitter(self.start_jitter_m, self.start_jitter_deg)
 
 
 SUMMARY_KEYS = ("success_test", "success_val", "success_global", "idle_fraction",
@@ -137,7 +141,8 @@ def bench_async(config: AsyncBenchConfig, progress: ProgressFn | None = None) ->
                        aggregate_fn_name=config.aggregate_fn_name, latency=latency,
                        episodes=config.episodes, workers=config.workers,
                        episode_time_s=config.episode_time_s, fps=fps, label=tag,
-                       resume=config.resume),
+                       start_jitter_m=config.start_jitter_m,
+                       start_jitter_deg=config.start_jitter_deg, resume=config.resume),
             progress=progress,
         )  # fmt: skip
         warnings += res.warnings

@@ -91,6 +91,15 @@ def check_noise_scale(noise_scale: float) -> None:
         )
 
 
+def check_start_jitter(metres: float, degrees: float) -> None:
+    """How far each rollout's bag start may move and turn (eval, select, bench async)."""
+    if not (math.isfinite(metres) and 0 <= metres <= 0.05):
+        raise BadInput(f"must be in [0, 0.05] m (a cluster is 0.10 m wide), got {metres}",
+                       field="--start-jitter-m")  # fmt: skip
+    if not (math.isfinite(degrees) and 0 <= degrees <= 90):
+        raise BadInput(f"must be in [0, 90] degrees, got {degrees}", field="--start-jitter-deg")
+
+
 def check_control_flags(aggregate: str, latency: str, episode_time_s: float, episodes: int,
                         workers: int, fps: int | None) -> None:  # fmt: skip
     """The checks eval, select and bench async share (messages name the flags)."""
@@ -196,12 +205,7 @@ class EvalConfig:
         if not (math.isfinite(self.light_intensity) and self.light_intensity >= 0):
             raise BadInput(f"must be >= 0 (1.0 = as recorded), got {self.light_intensity}",
                            field="--light-intensity")  # fmt: skip
-        if not (math.isfinite(self.start_jitter_m) and 0 <= self.start_jitter_m <= 0.05):
-            raise BadInput(f"must be in [0, 0.05] m (a cluster is 0.10 m wide), got "
-                           f"{self.start_jitter_m}", field="--start-jitter-m")  # fmt: skip
-        if not (math.isfinite(self.start_jitter_deg) and 0 <= self.start_jitter_deg <= 90):
-            raise BadInput(f"must be in [0, 90] degrees, got {self.start_jitter_deg}",
-                           field="--start-jitter-deg")  # fmt: skip
+        check_start_jitter(self.start_jitter_m, self.start_jitter_deg)
         check_noise_scale(self.noise_scale)
 
     @property

@@ -14,7 +14,6 @@ interrupted selection continues where it stopped. Only complete checkpoint folde
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from edgevla.errors import BadInput
 from edgevla.eval.run import (
     EvalConfig,
     check_control_flags,
+    check_noise_scale,
+    check_start_jitter,
     evaluate,
     parse_threshold,
     policy_rate,
@@ -57,6 +58,8 @@ class SelectConfig:
     every: int = 1  # evaluate every N-th checkpoint (the last one always)
     from_step: int = 0  # skip checkpoints before this step
     noise_scale: float = 1.0
+    start_jitter_m: float = 0.0  # each rollout's bag start moved up to this far (seeded)
+    start_jitter_deg: float = 0.0  # ... and turned up to this much
     resume: bool = True
 
     def __post_init__(self) -> None:
@@ -70,9 +73,8 @@ class SelectConfig:
                            field="--every")  # fmt: skip
         if self.from_step < 0:
             raise BadInput(f"must be a step >= 0, got {self.from_step}", field="--from-step")
-        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
-            raise BadInput(f"must be >= 0 (1 = SmolVLA's sampler), got {self.noise_scale}",
-                           field="--noise-scale")  # fmt: skip
+        check_noise_scale(self.noise_scale)
+        check_start_jitter(self.start_jitter_m, self.start_jitter_deg)
 
 
 @dataclass
@@ -172,7 +174,9 @@ def select(config: SelectConfig, progress: ProgressFn | None = None) -> SelectRe
                        aggregate_fn_name=config.aggregate_fn_name, latency=config.latency,
                        episodes=config.episodes, workers=config.workers, fps=fps,
                        episode_time_s=config.episode_time_s, noise_scale=config.noise_scale,
-                       label=ckpt.name, resume=config.resume),
+                       start_jitter_m=config.start_jitter_m,
+                       start_jitter_deg=config.start_jitter_deg, label=ckpt.name,
+                       resume=config.resume),
             progress=progress,
         )  # fmt: skip
         notes += res.warnings
