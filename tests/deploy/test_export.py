@@ -42,6 +42,19 @@ def test_bundle_matches_pytorch_on_fresh_observations(bundle: Path, torch_runner
         assert diff.max() <= 1e-4
 
 
+def test_stage_sessions_stop_spinning_after_each_run(bundle: Path, torch_runner) -> None:
+    """Each stage has its own thread pool; threads left spinning after a run compete with the
+    next stage's (and the control loop's) for the cores, so every session stops them, and the
+    chunk is the same at any thread count."""
+    obs = sim_observations(torch_runner, 1, seed=3)[0]
+    one, two = BundleRunner(bundle, threads=1), BundleRunner(bundle, threads=2)
+    for _, session in two.sessions:
+        options = session.get_session_options()
+        assert options.intra_op_num_threads == 2
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    np.testing.assert_allclose(two.predict_chunk(obs), one.predict_chunk(obs), atol=1e-5)
+
+
 def test_bundle_drives_the_control_loop(bundle: Path) -> None:
     from edgevla.sim.env import TeaBagMugEnv
 
