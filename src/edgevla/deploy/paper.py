@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -214,6 +215,7 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
     """Build (or reuse) the checkpoint and bundles in config.out, time them, summarise."""
     from edgevla.deploy.export import ExportConfig, export_bundle
     from edgevla.deploy.quantize import QuantizeConfig, quantize_bundle
+    from edgevla.deploy.stage_files import StageFiles
 
     out = Path(config.out)
     built: list[str] = []
@@ -228,16 +230,19 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
         export_bundle(ExportConfig(checkpoint=ckpt, out=bundles["fp32"], parity_observations=1,
                                    threads=max(config.threads)), progress)  # fmt: skip
         built.append(FP32)
-    for plan in config.plans:
-        name = Path(plan).stem if plan.endswith((".yaml", ".yml", ".json")) else plan
-        if name == "fp32":
-            continue
-        bundles[name] = out / f"bundle_{name}"
-        if not bundles[name].exists():
-            quantize_bundle(QuantizeConfig(bundle=bundles["fp32"], out=bundles[name], plan=plan,
-                                           calibration_observations=config.calibration_observations,
-                                           eval_observations=config.eval_observations), progress)  # fmt: skip
-            built.append(bundles[name].name)
+    with tempfile.TemporaryDirectory(prefix="edgevla-stages.") as tmp:
+        stage_files = StageFiles(tmp)  # a stage two plans share is quantised once
+        for plan in config.plans:
+            name = Path(plan).stem if plan.endswith((".yaml", ".yml", ".json")) else plan
+            if name == "fp32":
+                continue
+            bundles[name] = out / f"bundle_{name}"
+            if not bundles[name].exists():
+                quantize_bundle(QuantizeConfig(bundle=bundles["fp32"], out=bundles[name], plan=plan,
+                                               calibration_observations=config.calibration_observations,
+                                               eval_observations=config.eval_observations),
+                                progress, stage_files)  # fmt: skip
+                built.append(bundles[name].name)
     latency = bench_latency(LatencyBenchConfig(checkpoint=ckpt, bundles=tuple(bundles.values()),
                                                threads=config.threads, calls=config.calls,
                                                warmup=config.warmup, plot=config.plot,
