@@ -27,7 +27,7 @@ def test_auto_choice_is_confirmed_closed_loop(
     out = tmp_path / "auto"
     code = main(["quantize", "--bundle", str(tiny_bundle), "--out", str(out), "--plan", "auto",
                  "--budget", "100", "--confirm-episodes", "1", "--confirm-plan", str(plan_path),
-                 "--confirm-latency", "0.1", "--json"])  # fmt: skip
+                 "--confirm-latency", "0.1", "--confirm-episode-time-s", "4", "--json"])  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     c = result["confirmation"]
     assert set(c["reference"]) == {"success_test", "success_val", "success_global"}
@@ -60,6 +60,8 @@ def test_confirmation_flags_are_checked_before_any_work(tiny_recording, tiny_bun
     assert "--confirm-plan" in capsys.readouterr().err
     assert main([*auto, "--confirm-plan", str(plan_path), "--confirm-latency", "soon"]) == 2
     assert "--confirm-latency" in capsys.readouterr().err
+    assert main([*auto, "--confirm-plan", str(plan_path), "--confirm-episode-time-s", "0"]) == 2
+    assert "--confirm-episode-time-s" in capsys.readouterr().err
     assert main([*auto, "--confirm-plan", str(plan_path), "--confirm-noise-scale", "0"]) == 2
     assert "--confirm-noise-scale: applies to a sampling policy" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()

@@ -37,6 +37,8 @@ class Args(QuantizeConfig):
     confirm_latency: str = "measured"
     """virtual inference latency of the confirmation's evaluations: measured (each bundle's own
     on this machine; load can move a chunk a tick) or seconds, e.g. 0.004 (deterministic)"""
+    confirm_episode_time_s: float = 20.0
+    """time limit of each confirmation episode (an episode not done by then is a failure)"""
     json: bool = False
 
     def __post_init__(self) -> None:
@@ -58,7 +60,8 @@ def run(args: Args) -> int:
         confirm = ConfirmConfig(episodes=args.confirm_episodes, tolerance=args.confirm_tolerance,
                                 plan=args.confirm_plan, chunk_size_threshold=args.confirm_threshold,
                                 noise_scale=args.confirm_noise_scale,
-                                latency=args.confirm_latency)  # fmt: skip
+                                latency=args.confirm_latency,
+                                episode_time_s=args.confirm_episode_time_s)  # fmt: skip
 
     def compute(report):
         with tempfile.TemporaryDirectory(prefix="edgevla-stages.") as tmp:

@@ -14,6 +14,7 @@ This sits in eval, above deploy: deploy builds and measures bundles, eval runs t
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -64,6 +65,9 @@ class ConfirmConfig:
         if not 0.0 <= self.tolerance <= 1.0:
             raise BadInput(f"must be in [0, 1] (Global success lost), got {self.tolerance}",
                            field="--confirm-tolerance")  # fmt: skip
+        if not (math.isfinite(self.episode_time_s) and self.episode_time_s > 0):
+            raise BadInput(f"must be > 0 seconds, got {self.episode_time_s}",
+                           field="--confirm-episode-time-s")  # fmt: skip
         if not Path(self.plan).is_file():
             raise BadInput("plan not found; make one with `edgevla plan --out outputs/plan.json`",
                            path=self.plan, field="--confirm-plan")  # fmt: skip
