@@ -98,10 +98,14 @@ def show(result) -> None:
     if result.confirmation:
         c = result.confirmation
         ref = c["reference"]
-        rows = [("fp32", f"{ref['success_test']:.2f}", f"{ref['success_val']:.2f}",
-                 f"{ref['success_global']:.2f}", "-", "reference")]  # fmt: skip
-        rows += [(" ".join(f"{k}={v}" for k, v in t["plan"].items()), f"{t['success_test']:.2f}",
-                  f"{t['success_val']:.2f}", f"{t['success_global']:.2f}",
+
+        def rate(x) -> str:  # None: a set the confirmation did not evaluate
+            return "-" if x is None else f"{x:.2f}"
+
+        rows = [("fp32", rate(ref["success_test"]), rate(ref["success_val"]),
+                 rate(ref["success_global"]), "-", "reference")]  # fmt: skip
+        rows += [(" ".join(f"{k}={v}" for k, v in t["plan"].items()), rate(t["success_test"]),
+                  rate(t["success_val"]), rate(t["success_global"]),
                   f"{t['global_loss']:+.2f}", "accepted" if t["accepted"] else "rejected")
                  for t in c["tried"]]  # fmt: skip
         cols = ["plan", "Acc. Test", "Acc. Val", "Global", "Global lost", "verdict"]

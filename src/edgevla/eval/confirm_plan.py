@@ -79,8 +79,8 @@ class ConfirmConfig:
 
 @dataclass
 class Confirmation:
-    reference: dict[str, float]
-    """the fp32 bundle's success_test / success_val / success_global"""
+    reference: dict[str, float | None]
+    """the fp32 bundle's success_test / success_val / success_global (None: set not evaluated)"""
     tried: list[dict[str, Any]] = field(default_factory=list)
     """per candidate, fastest first: plan, its successes, global_loss, accepted"""
     accepted: dict[str, str] | None = None
@@ -112,10 +112,10 @@ def confirm_auto_plan(
                   workers=config.workers, noise_scale=config.noise_scale,
                   episode_time_s=config.episode_time_s, sets=config.sets, resume=False)  # fmt: skip
 
-    def success(bundle: Path, name: str) -> dict[str, float]:
+    def success(bundle: Path, name: str) -> dict[str, float | None]:
         ev = evaluate(EvalConfig(checkpoint=bundle, out=work / f"eval_{name}", **common), progress)
-        summary = ev.modes["async"].summary
-        return {k: float(summary[k]) for k in SUCCESS_KEYS}
+        summary = ev.modes["async"].summary  # a set not evaluated (config.sets) reads None
+        return {k: None if summary[k] is None else float(summary[k]) for k in SUCCESS_KEYS}
 
     confirmation = Confirmation(success(Path(quantize.bundle), "fp32"),
                                 tolerance=config.tolerance, episodes=config.episodes)  # fmt: skip
