@@ -343,9 +343,9 @@ def quantize_bundle(
 ) -> QuantizeResult:
     """Write config.out: config.bundle's stages at config.plan's precisions, with the action
     error against fp32 in its manifest. stage_files: graphs quantised earlier in the same
-    command (auto's search), reused where their key matches; without one, --plan auto keeps
-    its graphs in a temporary folder for the bundle it writes."""
-    if stage_files is None and config.plan == "auto":
+    command (auto's search), reused where their key matches; without one, the graphs live in
+    a temporary folder for this call."""
+    if stage_files is None:
         with tempfile.TemporaryDirectory(prefix="edgevla-stages.") as tmp:
             return quantize_bundle(config, progress, StageFiles(tmp))
     from edgevla.deploy.export import bundle_being_written
@@ -412,15 +412,14 @@ def quantize_bundle(
 
 
 class StageBuilder:
-    """One bundle's stages at any plan entry, each quantised once: calibration feeds are
-    computed on first need (a bundle whose stages were all quantised before needs none), and
-    with `stage_files` every graph is kept there and found again by its key."""
+    """One bundle's stages at any plan entry, each quantised once: every graph is kept in
+    `stage_files` and found again by its key, and calibration feeds are computed on first need
+    (a bundle whose stages were all quantised before needs none)."""
 
     def __init__(self, fp32: BundleRunner, config: QuantizeConfig, reduce_range: bool,
-                 stage_files: StageFiles | None) -> None:  # fmt: skip
+                 stage_files: StageFiles) -> None:  # fmt: skip
         self.fp32, self.config, self.reduce_range = fp32, config, reduce_range
         self.files = stage_files
-        self._tmp: tempfile.TemporaryDirectory | None = None
         self._feeds: dict[str, list[dict[str, np.ndarray]]] | None = None
         self.found: set[str] = set()  # keys found in stage_files, quantised by someone before
 
@@ -447,29 +446,21 @@ class StageBuilder:
         if plan.precision == "fp32":  # the exported graph as it is
             return Path(self.fp32.folder) / stage.file
         key = self.key(stage, plan)
-        if self.files is None:
-            self.files = StageFiles(self._own_folder())
         found = self.files.lookup(key, stage.file)
         if found is not None:
             self.found.add(key)
             return found
-        dst = self.files.path(key, stage.file)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        partial = dst.with_name(f"partial.{dst.name}")
-        quantize_stage(Path(self.fp32.folder) / stage.file, partial, plan, self.feeds()[stage.name],
-                       self.config.calibration, self.config.int4_block_size, stage=stage.name,
+        quantize_stage(Path(self.fp32.folder) / stage.file, self.files.partial(key, stage.file),
+                       plan, self.feeds()[stage.name], self.config.calibration,
+                       self.config.int4_block_size, stage=stage.name,
                        reduce_range=self.reduce_range)  # fmt: skip
-        return self.files.store(key, partial, stage.file)
+        return self.files.store(key, stage.file)
 
     def reused_for(self, names: list[str], plan: dict[str, StagePlan]) -> list[str]:
         """Stages of `plan` whose graph was found in stage_files rather than quantised here."""
         stages = {s.name: s for s in self.fp32.manifest.stages}
         return [n for n in names if plan[n].precision != "fp32"
                 and self.key(stages[n], plan[n]) in self.found]  # fmt: skip
-
-    def _own_folder(self) -> Path:
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgevla-stages.")
-        return Path(self._tmp.name)
 
 
 def action_error(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +41,15 @@ class StageFiles:
         path = self.path(key, file)
         return path if path.is_file() else None
 
-    def store(self, key: str, built: Path, file: str) -> Path:
-        """Keep `built` as the graph for `key` and return its path. A file already beside its
-        place (written there as partial.<file>) is renamed, anything else copied aside first,
-        so a killed process never leaves a half graph under a key."""
+    def partial(self, key: str, file: str) -> Path:
+        """Where to write the graph for `key` before `store` makes it visible to `lookup`."""
+        path = self.path(key, file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.with_name(f"partial.{file}")
+
+    def store(self, key: str, file: str) -> Path:
+        """Make the graph written at `partial(key, file)` the one for `key`, by a rename: a
+        killed process never leaves a half graph under a key. Returns its path."""
         dst = self.path(key, file)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        built = Path(built)
-        if built.parent != dst.parent:
-            partial = dst.with_name(f"partial.{file}")
-            shutil.copyfile(built, partial)
-            built = partial
-        built.replace(dst)
+        self.partial(key, file).replace(dst)
         return dst
