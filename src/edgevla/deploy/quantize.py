@@ -309,6 +309,10 @@ class QuantizeConfig:
         if Path(self.out).exists() and not self.overwrite:
             raise BadInput("already exists; pass --overwrite to replace it", path=self.out)
 
+    def stage_settings(self, reduce_range: bool) -> StageSettings:
+        return StageSettings(self.calibration, self.calibration_observations, self.dataset,
+                             self.int4_block_size, reduce_range)  # fmt: skip
+
 
 @dataclass
 class QuantizeResult:
@@ -356,7 +360,7 @@ def quantize_bundle(
     fp32 = BundleRunner(source)
     reduce_range = resolve_reduce_range(config.reduce_range)
     eval_obs = observations(fp32, config.eval_observations, 2000, config.dataset, "val")
-    build = StageBuilder(fp32, config, reduce_range, stage_files)
+    build = StageBuilder(fp32, config.stage_settings(reduce_range), stage_files)
     candidates: list[dict[str, Any]] = []
     names = [s.name for s in fp32.manifest.stages]
     if config.plan == "auto":
@@ -411,31 +415,46 @@ def quantize_bundle(
     )
 
 
+@dataclass(frozen=True)
+class StageSettings:
+    """Everything besides the source graph and its plan entry that shapes a quantised stage
+    (so, with those two, the key under which StageFiles keeps it)."""
+
+    calibration: str = "minmax"
+    calibration_observations: int = 16
+    """observations of the train split (or rendered) whose stage inputs calibrate int8-static"""
+    dataset: Path | None = None
+    int4_block_size: int = INT4_BLOCK_SIZE
+    reduce_range: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"calibration": self.calibration, "observations": self.calibration_observations,
+                "dataset": str(Path(self.dataset).resolve()) if self.dataset else None,
+                "int4_block_size": self.int4_block_size, "reduce_range": self.reduce_range}  # fmt: skip
+
+
 class StageBuilder:
     """One bundle's stages at any plan entry, each quantised once: every graph is kept in
     `stage_files` and found again by its key, and calibration feeds are computed on first need
-    (a bundle whose stages were all quantised before needs none)."""
+    (a bundle whose stages were all quantised before needs none). Used by `edgevla quantize`
+    (auto's search, the bundle it writes, a confirmation's candidates) and by
+    `edgevla sensitivity`."""
 
-    def __init__(self, fp32: BundleRunner, config: QuantizeConfig, reduce_range: bool,
+    def __init__(self, fp32: BundleRunner, settings: StageSettings,
                  stage_files: StageFiles) -> None:  # fmt: skip
-        self.fp32, self.config, self.reduce_range = fp32, config, reduce_range
-        self.files = stage_files
+        self.fp32, self.settings, self.files = fp32, settings, stage_files
         self._feeds: dict[str, list[dict[str, np.ndarray]]] | None = None
         self.found: set[str] = set()  # keys found in stage_files, quantised by someone before
 
     def key(self, stage: StageSpec, plan: StagePlan) -> str:
-        c = self.config
-        settings = {"calibration": c.calibration, "observations": c.calibration_observations,
-                    "dataset": str(Path(c.dataset).resolve()) if c.dataset else None,
-                    "int4_block_size": c.int4_block_size, "reduce_range": self.reduce_range}  # fmt: skip
         return StageFiles.key(stage.sha256 or str(Path(self.fp32.folder).resolve() / stage.file),
-                              plan.to_dict(), settings)  # fmt: skip
+                              plan.to_dict(), self.settings.to_dict())  # fmt: skip
 
     def feeds(self) -> dict[str, list[dict[str, np.ndarray]]]:
         from edgevla.deploy.observations import observations
 
         if self._feeds is None:
-            c = self.config
+            c = self.settings
             obs = observations(self.fp32, c.calibration_observations, 1000, c.dataset, "train")
             self._feeds = calibration_feeds(self.fp32, obs)
         return self._feeds
@@ -451,9 +470,9 @@ class StageBuilder:
             self.found.add(key)
             return found
         quantize_stage(Path(self.fp32.folder) / stage.file, self.files.partial(key, stage.file),
-                       plan, self.feeds()[stage.name], self.config.calibration,
-                       self.config.int4_block_size, stage=stage.name,
-                       reduce_range=self.reduce_range)  # fmt: skip
+                       plan, self.feeds()[stage.name], self.settings.calibration,
+                       self.settings.int4_block_size, stage=stage.name,
+                       reduce_range=self.settings.reduce_range)  # fmt: skip
         return self.files.store(key, stage.file)
 
     def reused_for(self, names: list[str], plan: dict[str, StagePlan]) -> list[str]:
@@ -512,19 +531,8 @@ def auto_plan(
         for i, combo in enumerate(combos):
             plan = {s.name: p for s, p in zip(stages, combo, strict=True)}
             progress(ProgressEvent("auto plan", i, len(combos), " ".join(combo)))
-            variant = Path(tmp) / f"combo{i}"
-            variant.mkdir()
-            specs = []
-            for stage, precision in zip(stages, combo, strict=True):
-                (variant / stage.file).symlink_to(built[stage.name, precision].resolve())
-                specs.append(
-                    StageSpec(stage.name, stage.file, stage.inputs, stage.outputs, precision)
-                )
-            write_json_atomic(
-                variant / MANIFEST,
-                Manifest(**{**fp32.manifest.__dict__, "stages": tuple(specs)}).to_dict(),
-            )
-            runner = BundleRunner(variant, verify=False)
+            files = {s.name: (built[s.name, p], p) for s, p in zip(stages, combo, strict=True)}
+            runner = variant_runner(fp32, files, Path(tmp) / f"combo{i}")
             err_max, err_mean = action_error(fp32, runner, observations)
             runner.predict_chunk(observations[0])  # warm-up
             times = []
@@ -539,6 +547,23 @@ def auto_plan(
     # fp32 everywhere has no error, so at least one candidate always fits the budget.
     fits = [c for c in candidates if c["within_budget"]]
     return fits[0]["plan"], candidates
+
+
+def variant_runner(
+    fp32: BundleRunner, files: dict[str, tuple[Path, str]], folder: Path
+) -> BundleRunner:
+    """A runner of fp32's bundle with some stages swapped: files maps a stage name to (graph,
+    precision). The variant is a folder of links to the graphs and a manifest (no copies; its
+    checksums are not recorded, so it is not verified): for measuring, not for shipping."""
+    folder.mkdir(parents=True)
+    specs = []
+    for stage in fp32.manifest.stages:
+        graph, precision = files.get(stage.name, (Path(fp32.folder) / stage.file, stage.precision))
+        (folder / stage.file).symlink_to(Path(graph).resolve())
+        specs.append(StageSpec(stage.name, stage.file, stage.inputs, stage.outputs, precision))
+    write_json_atomic(folder / MANIFEST,
+                      Manifest(**{**fp32.manifest.__dict__, "stages": tuple(specs)}).to_dict())  # fmt: skip
+    return BundleRunner(folder, verify=False)
 
 
 def calibration_feeds(

@@ -13,7 +13,6 @@ the expert in higher precision); a flat one says the expert tolerates it.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from edgevla_runtime.bundle import BundleRunner, Manifest
 from edgevla.deploy.calibration import check_calibration
 from edgevla.deploy.graph_prep import prepared_for_static
 from edgevla.deploy.layers import LayerError, layer_errors
+from edgevla.deploy.stage_files import StageFiles
 from edgevla.errors import BadInput
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 
@@ -106,15 +106,20 @@ class SensitivityResult:
 def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -> SensitivityResult:
     from edgevla.deploy.bench import stage_latencies
     from edgevla.deploy.observations import observations
-    from edgevla.deploy.quantize import calibration_feeds, quantize_stage, resolve_reduce_range
+    from edgevla.deploy.quantize import (
+        StageBuilder,
+        StageSettings,
+        calibration_feeds,
+        resolve_reduce_range,
+        variant_runner,
+    )
     from edgevla.jsonio import write_json_atomic
 
     source = Path(config.bundle)
     fp32 = BundleRunner(source)
     manifest = fp32.manifest
-    reduce_range = resolve_reduce_range(config.reduce_range)
-    calib = observations(fp32, config.calibration_observations, 1000, config.dataset, "train")
-    feeds = calibration_feeds(fp32, calib)
+    settings = StageSettings(config.calibration, config.calibration_observations, config.dataset,
+                             reduce_range=resolve_reduce_range(config.reduce_range))  # fmt: skip
     held_out = observations(fp32, config.eval_observations, 2000, config.dataset, "val")
     rng = np.random.default_rng(0)
     noises = None
@@ -126,15 +131,12 @@ def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -
     total = len(manifest.stages) * len(config.precisions)
     done = 0
     with tempfile.TemporaryDirectory(prefix="sensitivity.") as tmp:
+        build = StageBuilder(fp32, settings, StageFiles(Path(tmp) / "stages"))
         for stage in manifest.stages:
             for precision in config.precisions:
                 progress(ProgressEvent("sensitivity", done, total, f"{stage.name} {precision}"))
-                variant = Path(tmp) / f"{stage.name}-{precision}"
-                shutil.copytree(source, variant)
-                quantize_stage(source / stage.file, variant / stage.file, precision,
-                               feeds[stage.name], config.calibration,
-                               reduce_range=reduce_range)  # fmt: skip
-                runner = BundleRunner(variant, verify=False)  # the manifest's sha is fp32's
+                runner = variant_runner(fp32, {stage.name: (build(stage, precision), precision)},
+                                        Path(tmp) / f"{stage.name}-{precision}")  # fmt: skip
                 diffs = [
                     np.abs(runner.predict_chunk(o, noise=None if noises is None else noises[i]) - reference[i])
                     for i, o in enumerate(held_out)
@@ -149,12 +151,10 @@ def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -
         progress(ProgressEvent("sensitivity", total, total, f"layers of {worst.stage} {worst.precision}"))  # fmt: skip
         stage = next(s for s in manifest.stages if s.name == worst.stage)
         held_feeds = calibration_feeds(fp32, held_out)[stage.name][: config.layer_feeds]
-        reference = source / stage.file  # int8 static quantises the prepared graph: compare to it
+        graph = source / stage.file  # int8 static quantises the prepared graph: compare to it
         if worst.precision == "int8-static":
-            reference, _ = prepared_for_static(reference, Path(tmp))
-        layers = layer_errors(reference,
-                              Path(tmp) / f"{stage.name}-{worst.precision}" / stage.file,
-                              held_feeds)[: config.top_layers]  # fmt: skip
+            graph, _ = prepared_for_static(graph, Path(tmp))
+        layers = layer_errors(graph, build(stage, worst.precision), held_feeds)[: config.top_layers]
     fp32_latency = stage_latencies(fp32, held_out[0], config.calls)
     fp32_rows = [SensitivityRow(s.name, "fp32", 0.0, 0.0, fp32_latency[s.name])
                  for s in manifest.stages]  # fmt: skip
