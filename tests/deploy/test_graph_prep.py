@@ -158,3 +158,51 @@ def test_attention_fp32_leaves_activation_matmuls_and_softmax_float(tmp_path) ->
     assert by_output[nodes["softmax"].input[0]] is nodes["scores"]  # scores -> softmax, float
     assert by_output[nodes["weighted"].input[0]] is nodes["softmax"]
     assert by_output[nodes["q_proj"].input[1]].op_type == "DequantizeLinear"  # int8 weights
+
+
+def _feed_forward(path, tokens=6, dim=8, hidden=32) -> None:
+    """x (1, T, D) -> MatMul + Add -> Relu -> MatMul + Add -> y: a transformer's feed-forward,
+    as torch exports it."""
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("W1", rng.standard_normal((dim, hidden))), ("b1", rng.standard_normal(hidden)),
+        ("W2", rng.standard_normal((hidden, dim))), ("b2", rng.standard_normal(dim)))]  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W1"], ["h0"], name="linear1"),
+         helper.make_node("Add", ["h0", "b1"], ["h1"], name="linear1_bias"),
+         helper.make_node("Relu", ["h1"], ["h"], name="relu"),
+         helper.make_node("MatMul", ["h", "W2"], ["y0"], name="linear2"),
+         helper.make_node("Add", ["y0", "b2"], ["y"], name="linear2_bias")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, tokens, dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, tokens, dim])],
+        inits,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_relu_moves_before_the_reshape_and_the_hidden_layer_is_quantised_once(tmp_path) -> None:
+    """Pre-processing makes MatMul + Add a Reshape -> Gemm -> Reshape, leaving the ReLU after the
+    second Reshape; moved before it, the same outputs come out, and after int8 static
+    quantisation ORT runs the hidden layer as one QGemm with a uint8 output (no
+    DequantizeLinear -> Reshape -> QuantizeLinear requantising it at a second scale)."""
+    _feed_forward(tmp_path / "a.onnx")
+    path, _ = prepared_for_static(tmp_path / "a.onnx", tmp_path)
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert ops[ops.index("Gemm") + 1 : ops.index("Gemm") + 3] == ["Relu", "Reshape"], ops
+    rng = np.random.default_rng(6)
+    feeds = [{"x": rng.standard_normal((1, 6, 8)).astype(np.float32)} for _ in range(8)]
+    x = feeds[0]["x"]
+    np.testing.assert_allclose(_run(path, x), _run(tmp_path / "a.onnx", x), rtol=1e-5, atol=1e-5)
+
+    quantize_stage(tmp_path / "a.onnx", tmp_path / "q.onnx", "int8-static", feeds, "minmax")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.optimized_model_filepath = str(tmp_path / "q.ort.onnx")
+    ort.InferenceSession(str(tmp_path / "q.onnx"), options, providers=["CPUExecutionProvider"])
+    ran = [n.op_type for n in onnx.load(tmp_path / "q.ort.onnx").graph.node]
+    assert ran.count("QGemm") == 2, ran
+    between = ran[ran.index("QGemm") + 1 : len(ran) - 1 - ran[::-1].index("QGemm")]
+    assert "QuantizeLinear" not in between and "DequantizeLinear" not in between, ran
+    ref = _run(tmp_path / "a.onnx", x)
+    assert np.abs(_run(tmp_path / "q.onnx", x) - ref).max() < 0.05 * np.abs(ref).max()
