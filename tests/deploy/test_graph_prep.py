@@ -93,10 +93,14 @@ def test_int8_static_keeps_the_fold_float_and_close(tmp_path) -> None:
     model = onnx.load(tmp_path / "q.onnx")
     by_output = {o: n for n in model.graph.node for o in n.output}
     s2d = next(n for n in model.graph.node if n.op_type == "SpaceToDepth")
-    assert s2d.input[0] == "x"  # float input, no QuantizeLinear/DequantizeLinear before it
+    # the input is quantised once, then laid out as uint8 (no QuantizeLinear/DequantizeLinear
+    # pair around the SpaceToDepth)
+    assert by_output[s2d.input[0]].op_type == "QuantizeLinear"
+    assert by_output[s2d.input[0]].input[0] == "x"
     assert not any(n.op_type == "Pad" for n in model.graph.node)
     conv = next(n for n in model.graph.node if n.op_type == "Conv")
     assert by_output[conv.input[0]].op_type == "DequantizeLinear"  # the convolution is int8
+    assert by_output[conv.input[0]].input[0] == s2d.output[0]
     x = feeds[0]["x"]
     ref = _run(tmp_path / "a.onnx", x)
     err = np.abs(_run(tmp_path / "q.onnx", x) - ref).max()

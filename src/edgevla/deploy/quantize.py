@@ -48,7 +48,7 @@ from edgevla.deploy.calibration import (
     ort_prints_to_stderr,
     static_calibration_args,
 )
-from edgevla.deploy.graph_prep import prepared_for_static
+from edgevla.deploy.graph_prep import prepared_for_static, quantize_before_space_to_depth
 from edgevla.deploy.stage_files import StageFiles
 from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
@@ -622,6 +622,12 @@ def quantize_stage(
             exclude = excluded_nodes(src, stage or Path(src).stem, plan, layout_nodes)
             _quantize(src, dst, plan, exclude, feeds, calibration, int4_block_size,
                       reduce_range, Path(workdir))  # fmt: skip
+            if layout_nodes:  # the fold's SpaceToDepth: quantise its input, not its output
+                import onnx
+
+                model = onnx.load(str(dst))
+                if quantize_before_space_to_depth(model.graph):
+                    onnx.save(model, str(dst))
     finally:
         root.setLevel(level)
 
