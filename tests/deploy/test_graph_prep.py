@@ -210,3 +210,35 @@ def test_relu_moves_before_the_reshape_and_the_hidden_layer_is_quantised_once(tm
     assert "QuantizeLinear" not in between and "DequantizeLinear" not in between, ran
     ref = _run(tmp_path / "a.onnx", x)
     assert np.abs(_run(tmp_path / "q.onnx", x) - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_int8_static_leaves_layer_norm_weights_float(tmp_path) -> None:
+    """ORT has no int8 LayerNormalization: its scale and bias stay float initializers instead
+    of int8 weights dequantised at every call; the MatMul after it is still int8."""
+    rng = np.random.default_rng(7)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("gamma", 1 + 0.1 * rng.standard_normal(8)), ("beta", 0.1 * rng.standard_normal(8)),
+        ("W", rng.standard_normal((8, 8))))]  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["n"], name="norm",
+                          axis=-1),
+         helper.make_node("MatMul", ["n", "W"], ["y"], name="proj")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6, 8])],
+        inits,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              tmp_path / "a.onnx")  # fmt: skip
+    feeds = [{"x": rng.standard_normal((6, 8)).astype(np.float32)} for _ in range(4)]
+    quantize_stage(tmp_path / "a.onnx", tmp_path / "q.onnx", "int8-static", feeds, "minmax")
+    model = onnx.load(tmp_path / "q.onnx")
+    weights = {t.name for t in model.graph.initializer}
+    by_output = {o: n for n in model.graph.node for o in n.output}
+    norm = next(n for n in model.graph.node if n.op_type == "LayerNormalization")
+    assert norm.input[1] in weights and norm.input[2] in weights  # float, no DequantizeLinear
+    proj = next(n for n in model.graph.node if n.op_type == "MatMul")
+    assert by_output[proj.input[1]].op_type == "DequantizeLinear"  # int8 weights
+    x = feeds[0]["x"]
+    ref = _run(tmp_path / "a.onnx", x)
+    assert np.abs(_run(tmp_path / "q.onnx", x) - ref).max() < 0.05 * np.abs(ref).max()
