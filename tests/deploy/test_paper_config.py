@@ -87,6 +87,17 @@ def test_the_best_plan_is_the_fastest_quantised_bundle_against_the_goals() -> No
     (s,) = _summaries("act", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
     assert (s.best_plan, s.meets_vs_eager, s.meets_x_floor) == ("int8-all", False, False)
     assert s.best_action_error_max == 0.05
+    # the single layout: its fp32 export is never "the best plan", its plans compete
+    rows += [_row("bundle_single_fp32", "ONNX Runtime", 2, 0.1, 1.0),
+             _row("bundle_single_int8-all", "ONNX Runtime", 2, 0.25, 3.0)]  # fmt: skip
+    plan_of |= {
+        "bundle_single_fp32": "fp32 (single)",
+        "bundle_single_int8-all": "int8-all (single)",
+    }
+    errors["int8-all (single)"] = {"max": 0.06, "mean": 0.01}
+    (s,) = _summaries("act", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
+    assert (s.best_plan, s.best_p50_s, s.fp32_bundle_p50_s) == ("int8-all (single)", 0.25, 0.5)
+    assert (s.best_vs_eager, s.best_action_error_max) == (pytest.approx(4.0), 0.06)
 
 
 def test_bad_input_is_one_line_before_any_work(tmp_path, capsys) -> None:
@@ -101,6 +112,20 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys) -> None:
     assert main(["bench", "latency", "--paper-config", "act", "--checkpoint", str(tmp_path)]) == 2
     assert "drop --checkpoint" in capsys.readouterr().err
     assert main(["bench", "latency", "--bundles", str(tmp_path), "--plans", "int8-all"]) == 2
-    assert "--out and --plans go with --paper-config" in capsys.readouterr().err
+    assert "--out, --plans and --layouts go with --paper-config" in capsys.readouterr().err
+    assert main(["bench", "latency", "--paper-config", "smolvla", "--out", str(out),
+                 "--layouts", "single"]) == 2  # fmt: skip
+    assert "--layouts: smolvla exports as split, got ['single']" in capsys.readouterr().err
     assert not out.exists()
     assert PaperBenchConfig("smolvla", out).plans == ("int8-all", "selective-dynamic")
+    assert PaperBenchConfig("act", out).layouts == ("split", "single")
+
+
+def test_the_single_layout_takes_only_plans_that_treat_every_stage_alike(tmp_path) -> None:
+    from edgevla.deploy.paper import _names_stages
+
+    assert not _names_stages("int8-static-linear") and not _names_stages("int8-all")
+    assert _names_stages("int8-mixed") and _names_stages("selective-dynamic")
+    (tmp_path / "p.yaml").write_text("'*': int8-dynamic\n")
+    (tmp_path / "q.yaml").write_text("vision: int8-static\n'*': fp32\n")
+    assert not _names_stages(str(tmp_path / "p.yaml")) and _names_stages(str(tmp_path / "q.yaml"))

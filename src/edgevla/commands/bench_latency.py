@@ -30,6 +30,9 @@ class Args(LatencyBenchConfig):
     plans: tuple[str, ...] = ()
     """with --paper-config: plans to quantise with (default: act int8-all selective-dynamic
     int8-static-all int8-mixed int8-static-linear; smolvla int8-all selective-dynamic)"""
+    layouts: tuple[str, ...] = ()
+    """with --paper-config: bundle layouts, each quantised with every plan: split (one graph per
+    stage) and/or single (ACT as one graph); default act: split single, smolvla: split"""
     json: bool = False
 
     def __post_init__(self) -> None:
@@ -42,13 +45,13 @@ def run(args: Args) -> int:
             raise BadInput("--paper-config builds its own checkpoint and bundles; drop "
                            "--checkpoint / --bundles")  # fmt: skip
         out = args.out or Path("outputs") / f"paper_{args.paper_config}"
-        config = PaperBenchConfig(args.paper_config, out, args.plans, args.threads, args.calls,
-                                  args.warmup, args.plot, args.rounds)  # fmt: skip
+        config = PaperBenchConfig(args.paper_config, out, args.plans, args.layouts, args.threads,
+                                  args.calls, args.warmup, args.plot, args.rounds)  # fmt: skip
         present(args, lambda report: bench_paper(config, progress=report), show_paper,
                 notes=lambda r: r.notes + _notes(r.latency))  # fmt: skip
         return 0
-    if args.out is not None or args.plans:
-        raise BadInput("--out and --plans go with --paper-config act|smolvla")
+    if args.out is not None or args.plans or args.layouts:
+        raise BadInput("--out, --plans and --layouts go with --paper-config act|smolvla")
     config = config_from(args, LatencyBenchConfig)
     present(args, lambda report: bench_latency(config, progress=report), show, notes=_notes)
     return 0

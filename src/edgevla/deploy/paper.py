@@ -14,6 +14,10 @@ unit normalisation statistics and saved as an ordinary checkpoint. Then, in one 
     DIR/bundle_fp32/       `edgevla export` of it (split layout, parity against PyTorch checked)
     DIR/bundle_<plan>/     `edgevla quantize` of bundle_fp32 at each plan (a named plan or a
                            .yaml plan file, named by its stem; "fp32" is bundle_fp32 itself)
+    DIR/bundle_single_*/   the same from `edgevla export --layout single` (ACT only: the policy
+                           as one graph; the issue asks for both layouts, the faster one wins),
+                           with the plans that give every stage the same entry ("*"): a plan
+                           naming stages (selective, int8-mixed) means nothing for one graph
     DIR/latency.json       this result
 
 and `edgevla bench latency` over all of them. What DIR already holds is reused (a rerun costs
@@ -30,7 +34,8 @@ stage exceeded this machine's 24 GB). Quantize's reduce_range "auto" applies.
 The summary, per thread count: eager fp32, the fp32 bundle, and the best plan (the fastest
 quantised bundle) with its speed-up over eager and its x of the floor, against the issue's
 goals (ACT: >= 4x faster than eager, <= 3x the floor; SmolVLA: >= 4.7x, the paper's ratio).
-Whether a goal is met is data in the result, not an exit status.
+Whether a goal is met is data in the result, not an exit status. A plan of the single layout
+is labelled "<plan> (single)"; the best plan is the fastest bundle of either layout.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ CALIBRATION_OBSERVATIONS = 4
 # (best plan's speed-up over eager fp32 at least, its x of the floor at most; None: no goal)
 GOALS: dict[str, tuple[float, float | None]] = {"act": (4.0, 3.0), "smolvla": (4.7, None)}
 CHECKPOINT, FP32 = "checkpoint", "bundle_fp32"
+PAPER_LAYOUTS: dict[str, tuple[str, ...]] = {"act": ("split", "single"), "smolvla": ("split",)}
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,9 @@ class PaperBenchConfig:
     """folder for the checkpoint, the bundles and latency.json (reused on a rerun)"""
     plans: tuple[str, ...] = ()
     """plans to quantise with (named or .yaml files); () = PAPER_PLANS[policy]"""
+    layouts: tuple[str, ...] = ()
+    """bundle layouts to export, each quantised with every plan: split | single; () =
+    PAPER_LAYOUTS[policy] (SmolVLA exports as stages only)"""
     threads: tuple[int, ...] = (1, 2)
     calls: int = 50
     warmup: int = 3
@@ -91,6 +100,12 @@ class PaperBenchConfig:
             object.__setattr__(self, "threads", (self.threads,))
         if not self.plans:
             object.__setattr__(self, "plans", PAPER_PLANS[self.policy])
+        if not self.layouts:
+            object.__setattr__(self, "layouts", PAPER_LAYOUTS[self.policy])
+        bad = [x for x in self.layouts if x not in PAPER_LAYOUTS[self.policy]]
+        if bad:
+            raise BadInput(f"{self.policy} exports as {' or '.join(PAPER_LAYOUTS[self.policy])}, "
+                           f"got {bad}", field="--layouts")  # fmt: skip
         for plan in self.plans:
             if plan not in PLANS and not plan.endswith((".yaml", ".yml", ".json")):
                 raise BadInput(f"unknown plan {plan!r}; one of {sorted(PLANS)} or a .yaml file",
@@ -225,24 +240,28 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
         built.append(CHECKPOINT)
     paper_checkpoint(config.policy, ckpt, config.seed)
     progress(ProgressEvent("paper checkpoint", 1, 1, "built" if built else "reused"))
-    bundles = {"fp32": out / FP32}
-    if not bundles["fp32"].exists():
-        export_bundle(ExportConfig(checkpoint=ckpt, out=bundles["fp32"], parity_observations=1,
-                                   threads=max(config.threads)), progress)  # fmt: skip
-        built.append(FP32)
+    bundles: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="edgevla-stages.") as tmp:
         stage_files = StageFiles(tmp)  # a stage two plans share is quantised once
-        for plan in config.plans:
-            name = Path(plan).stem if plan.endswith((".yaml", ".yml", ".json")) else plan
-            if name == "fp32":
-                continue
-            bundles[name] = out / f"bundle_{name}"
-            if not bundles[name].exists():
-                quantize_bundle(QuantizeConfig(bundle=bundles["fp32"], out=bundles[name], plan=plan,
-                                               calibration_observations=config.calibration_observations,
-                                               eval_observations=config.eval_observations),
-                                progress, stage_files)  # fmt: skip
-                built.append(bundles[name].name)
+        for layout in config.layouts:
+            prefix = "bundle_" if layout == "split" else "bundle_single_"
+            fp32 = bundles[_label("fp32", layout)] = out / f"{prefix}fp32"
+            if not fp32.exists():
+                export_bundle(ExportConfig(checkpoint=ckpt, out=fp32, layout=layout,
+                                           parity_observations=1, threads=max(config.threads)),
+                              progress)  # fmt: skip
+                built.append(fp32.name)
+            for plan in config.plans:
+                name = Path(plan).stem if plan.endswith((".yaml", ".yml", ".json")) else plan
+                if name == "fp32" or (layout == "single" and _names_stages(plan)):
+                    continue
+                folder = bundles[_label(name, layout)] = out / f"{prefix}{name}"
+                if not folder.exists():
+                    quantize_bundle(QuantizeConfig(bundle=fp32, out=folder, plan=plan,
+                                                   calibration_observations=config.calibration_observations,
+                                                   eval_observations=config.eval_observations),
+                                    progress, stage_files)  # fmt: skip
+                    built.append(folder.name)
     latency = bench_latency(LatencyBenchConfig(checkpoint=ckpt, bundles=tuple(bundles.values()),
                                                threads=config.threads, calls=config.calls,
                                                warmup=config.warmup, plot=config.plot,
@@ -252,11 +271,37 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
                               {k: str(v) for k, v in bundles.items()}, _action_errors(bundles),
                               built, [], latency)  # fmt: skip
     result.summary = _summaries(config.policy, latency, plan_of, result.action_error)
+    skipped = [p for p in config.plans if "single" in config.layouts and _names_stages(p)]
+    if skipped:
+        result.notes.append(f"single layout: {', '.join(skipped)} name stages of the split layout, "
+                            "so they are built for it only")  # fmt: skip
     if config.policy == "smolvla" and "selective" not in config.plans:
         result.notes.append("the paper's `selective` keeps vision static int8; at this size the "
                             "calibrator needs > 24 GB, so selective-dynamic stands in")  # fmt: skip
     (out / "latency.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def _label(plan: str, layout: str) -> str:
+    """A bundle's name in the summary: its plan, and "(single)" for the one-graph layout."""
+    return plan if layout == "split" else f"{plan} (single)"
+
+
+def _names_stages(plan: str) -> bool:
+    """Whether a plan gives stages of the split layout their own precision (selective,
+    int8-mixed, ...): the single layout has one stage, which such a plan would give its "*"
+    entry, the wrong precision for the trunk (int8-mixed as one graph: dynamic convolutions,
+    2.3 s against 0.22 s)."""
+    from edgevla.deploy.quantize import PLANS, read_plan_file
+
+    entries = (
+        read_plan_file(Path(plan)) if plan.endswith((".yaml", ".yml", ".json")) else PLANS[plan]
+    )
+    return bool(set(entries) - {"*"})
+
+
+def _is_fp32(label: str | None) -> bool:
+    return label is not None and label.split(" ")[0] == "fp32"
 
 
 def _model(ckpt: Path) -> dict[str, Any]:
@@ -286,7 +331,7 @@ def _action_errors(bundles: dict[str, Path]) -> dict[str, dict[str, float]]:
     errors = {}
     for plan, folder in bundles.items():
         parity = Manifest.read(folder).parity or {}
-        if plan != "fp32" and "max_abs_action_diff" in parity:
+        if not _is_fp32(plan) and "max_abs_action_diff" in parity:
             errors[plan] = {"max": parity["max_abs_action_diff"],
                             "mean": parity["mean_abs_action_diff"]}  # fmt: skip
     return errors
@@ -299,8 +344,9 @@ def _summaries(policy: str, latency: LatencyBenchResult, plan_of: dict[str, str]
     for threads in dict.fromkeys(r.threads for r in latency.rows):
         rows = [r for r in latency.rows if r.threads == threads]
         eager = next(r for r in rows if r.format == "PyTorch")
-        fp32 = next(r for r in rows if plan_of.get(r.name) == "fp32")
-        plans = [r for r in rows if r.format != "PyTorch" and plan_of.get(r.name) != "fp32"]
+        fp32s = [r for r in rows if _is_fp32(plan_of.get(r.name))]
+        fp32 = next((r for r in fp32s if plan_of[r.name] == "fp32"), fp32s[0])  # split first
+        plans = [r for r in rows if r.format != "PyTorch" and not _is_fp32(plan_of.get(r.name))]
         best = min(plans, key=lambda r: r.p50_s, default=None)
         speedup = None if best is None else eager.p50_s / best.p50_s
         x_floor = None if best is None else best.x_floor
