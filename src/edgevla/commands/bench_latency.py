@@ -88,8 +88,9 @@ def show(result) -> None:
         f"edgevla bench latency ({result.calls} calls x {result.rounds} round(s), {result.machine})"
     )
     console.print(table(title, cols, rows))
-    peaks = ", ".join(f"{p['threads']} thread(s) fp32 {p['fp32_gflops']:.0f} GFLOP/s, int8 "
-                      f"{p['int8_gops']:.0f} GOP/s" for p in result.peaks)  # fmt: skip
+    peaks = ", ".join(f"{p['threads']} thread(s) fp32 {p['fp32_gflops']:.0f} GFLOP/s "
+                      f"(n={p.get('fp32_size')}), int8 {p['int8_gops']:.0f} GOP/s "
+                      f"(n={p.get('int8_size')})" for p in result.peaks)  # fmt: skip
     console.print(f"floor = graph FLOPs / measured GEMM peak ({peaks})")
     if result.figure:
         console.print(f"figure: {result.figure}")
