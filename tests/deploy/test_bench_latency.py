@@ -57,7 +57,7 @@ def test_json_and_plot_with_pytorch_of_the_same_weights(bundle, tmp_path, capsys
     assert torch_row["flops"] == onnx_row["flops"] and torch_row["floor_s"] > 0
     assert torch_row["disk_mb"] == pytest.approx((ASSET / "model.safetensors").stat().st_size / MIB)
     assert set(onnx_row["stages_p50_s"]) == {"vision", "transformer"}
-    assert {"fp32_gflops", "int8_gops", "threads", "size"} <= set(out["peaks"][0])
+    assert {"fp32_gflops", "int8_gops", "threads", "fp32_size", "int8_size"} <= set(out["peaks"][0])
 
 
 def test_bad_arguments_are_one_line_before_any_work(bundle, tmp_path, capsys) -> None:
