@@ -140,30 +140,14 @@ def fold_input_stride(graph) -> list[str]:
 
 def relu_before_reshape(graph) -> int:
     """Rewrite, in place, every Reshape -> Relu whose Reshape output feeds only that Relu into
-    Relu -> Reshape (same node names; the Relu's output name stays the graph's). Returns how
-    many were moved."""
-    consumers: dict[str, int] = {}
-    for n in graph.node:
-        for name in n.input:
-            consumers[name] = consumers.get(name, 0) + 1
-    outputs = {o.name for o in graph.output}
-    producer = {o: n for n in graph.node for o in n.output}
+    Relu -> Reshape (same node names and output name). Returns how many were moved."""
+    users = _users(graph)
     moved = 0
-    for relu in list(graph.node):
-        reshape = producer.get(relu.input[0]) if relu.op_type == "Relu" else None
-        if (reshape is None or reshape.op_type != "Reshape" or consumers[reshape.output[0]] != 1
-                or reshape.output[0] in outputs):  # fmt: skip
-            continue
-        x, shaped, y = reshape.input[0], reshape.output[0], relu.output[0]
-        relu.input[0], relu.output[0] = x, shaped  # Relu(x) -> "shaped", now of x's shape
-        for info in [v for v in graph.value_info if v.name == shaped]:
-            graph.value_info.remove(info)
-        for info in [v for v in graph.value_info if v.name == x]:
-            graph.value_info.add().CopyFrom(info)
-            graph.value_info[-1].name = shaped
-        reshape.input[0], reshape.output[0] = shaped, y  # Reshape("shaped") -> y
-        _swap(graph, reshape, relu)  # topological order: the Relu now comes first
-        moved += 1
+    for reshape in [n for n in graph.node if n.op_type == "Reshape"]:
+        after = users.get(reshape.output[0], [])
+        if len(after) == 1 and after[0].op_type == "Relu" and not _is_output(graph, reshape):
+            _exchange(graph, reshape, after[0])
+            moved += 1
     return moved
 
 
@@ -171,36 +155,45 @@ def quantize_before_space_to_depth(graph) -> int:
     """Rewrite, in place, SpaceToDepth -> QuantizeLinear (a per-tensor scale; the SpaceToDepth
     feeding nothing else) into QuantizeLinear -> SpaceToDepth, keeping both node names and the
     QuantizeLinear's output name. Returns how many were moved."""
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for name in n.input:
-            consumers.setdefault(name, []).append(n)
+    users = _users(graph)
     sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
-    outputs = {o.name for o in graph.output}
     moved = 0
     for s2d in [n for n in graph.node if n.op_type == "SpaceToDepth"]:
-        users = consumers.get(s2d.output[0], [])
-        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or s2d.output[0] in outputs:
-            continue
-        quant = users[0]
-        if sizes.get(quant.input[1]) != 1:  # a per-channel scale would follow the channels
-            continue
-        x, mid, q = s2d.input[0], s2d.output[0], quant.output[0]
-        quant.input[0], quant.output[0] = x, mid  # QuantizeLinear(x) -> "mid", x's layout
-        s2d.input[0], s2d.output[0] = mid, q  # SpaceToDepth("mid") -> q, uint8
-        for info in [v for v in graph.value_info if v.name == mid]:
-            graph.value_info.remove(info)
-        _swap(graph, s2d, quant)
-        moved += 1
+        after = users.get(s2d.output[0], [])
+        if (len(after) == 1 and after[0].op_type == "QuantizeLinear" and not _is_output(graph, s2d)
+                and sizes.get(after[0].input[1]) == 1):  # fmt: skip  # per-channel would move
+            _exchange(graph, s2d, after[0])
+            moved += 1
     return moved
 
 
-def _swap(graph, a, b) -> None:
-    """Exchange the places of nodes a and b in graph.node (after their edges were rewired so
-    that b must now come first)."""
+def _users(graph) -> dict[str, list]:
+    """Tensor name -> the nodes that read it."""
+    users: dict[str, list] = {}
+    for n in graph.node:
+        for name in n.input:
+            users.setdefault(name, []).append(n)
+    return users
+
+
+def _is_output(graph, node) -> bool:
+    return node.output[0] in {o.name for o in graph.output}
+
+
+def _exchange(graph, layout, elementwise) -> None:
+    """layout(x) -> mid -> elementwise -> y  becomes  elementwise(x) -> mid -> layout -> y, in
+    place: exact when `elementwise` acts on each element alike (a ReLU, a per-tensor
+    QuantizeLinear) and `layout` only moves elements (Reshape, SpaceToDepth). `mid` now has x's
+    layout, so its recorded shape is dropped (shape inference redoes it); the two nodes trade
+    places, keeping the order topological."""
+    x, mid, y = layout.input[0], layout.output[0], elementwise.output[0]
+    elementwise.input[0], elementwise.output[0] = x, mid
+    layout.input[0], layout.output[0] = mid, y
+    for info in [v for v in graph.value_info if v.name == mid]:
+        graph.value_info.remove(info)
     where = {n.output[0]: k for k, n in enumerate(graph.node)}  # output names are unique
-    i, j = where[a.output[0]], where[b.output[0]]
-    first, second = type(a)(), type(b)()
+    i, j = where[y], where[mid]  # the layout node's place, the elementwise node's place
+    first, second = type(layout)(), type(layout)()
     first.CopyFrom(graph.node[j])
     second.CopyFrom(graph.node[i])
     graph.node[i].CopyFrom(first)
