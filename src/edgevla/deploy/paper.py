@@ -241,6 +241,7 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
     paper_checkpoint(config.policy, ckpt, config.seed)
     progress(ProgressEvent("paper checkpoint", 1, 1, "built" if built else "reused"))
     bundles: dict[str, Path] = {}
+    skipped: list[str] = []  # plans naming stages, which the single layout has not
     with tempfile.TemporaryDirectory(prefix="edgevla-stages.") as tmp:
         stage_files = StageFiles(tmp)  # a stage two plans share is quantised once
         for layout in config.layouts:
@@ -253,7 +254,10 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
                 built.append(fp32.name)
             for plan in config.plans:
                 name = Path(plan).stem if plan.endswith((".yaml", ".yml", ".json")) else plan
-                if name == "fp32" or (layout == "single" and _names_stages(plan)):
+                if name == "fp32":
+                    continue
+                if layout == "single" and _names_stages(plan):
+                    skipped.append(plan)
                     continue
                 folder = bundles[_label(name, layout)] = out / f"{prefix}{name}"
                 if not folder.exists():
@@ -271,7 +275,6 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
                               {k: str(v) for k, v in bundles.items()}, _action_errors(bundles),
                               built, [], latency)  # fmt: skip
     result.summary = _summaries(config.policy, latency, plan_of, result.action_error)
-    skipped = [p for p in config.plans if "single" in config.layouts and _names_stages(p)]
     if skipped:
         result.notes.append(f"single layout: {', '.join(skipped)} name stages of the split layout, "
                             "so they are built for it only")  # fmt: skip
