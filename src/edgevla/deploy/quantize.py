@@ -7,7 +7,9 @@ A plan is data: {stage name or "*": precision}. Precisions:
                   Conv ...); no calibration needed
     int8-static   QDQ: weights int8 per channel, activations uint8 with ranges calibrated on
                   stage inputs from rendered observations (`calibration`: minmax | entropy |
-                  percentile; how each is set up: `deploy/calibration.py`). On the
+                  percentile; how each is set up: `deploy/calibration.py`); each
+                  convolution's weights symmetric or asymmetric, whichever kernel ORT runs
+                  faster here (`conv_weights`, `deploy/conv_weights.py`). On the
                   full-size SmolVLA vision stage ORT's calibration exceeded 24 GB (killed,
                   2026-12-02)
     int4-weights  MatMul weights 4-bit in blocks of 32 (ONNX Runtime's MatMulNBits), activations
@@ -48,6 +50,7 @@ from edgevla.deploy.calibration import (
     ort_prints_to_stderr,
     static_calibration_args,
 )
+from edgevla.deploy.conv_weights import CONV_WEIGHTS, choose_conv_weights
 from edgevla.deploy.graph_prep import prepared_for_static, quantize_before_space_to_depth
 from edgevla.deploy.stage_files import StageFiles
 from edgevla.errors import BadInput
@@ -91,16 +94,22 @@ class StagePlan:
         op_types    quantise only these operator types (e.g. [MatMul]); empty: ORT's default
         attention_fp32  leave in fp32 every MatMul of two activations (attention scores and
                     their weighted sum) and every Softmax, whatever their names
+        conv_weights    int8 static convolutions: fastest (each conv's weights symmetric or
+                    asymmetric, whichever kernel ORT runs faster on this CPU, timed at
+                    quantisation: `deploy/conv_weights.py`) | symmetric (ORT's default) |
+                    asymmetric
     """
 
     precision: str
     keep_fp32: tuple[str, ...] = ()
     op_types: tuple[str, ...] = ()
     attention_fp32: bool = False
+    conv_weights: str = "fastest"
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "keep_fp32": list(self.keep_fp32),
-                "op_types": list(self.op_types), "attention_fp32": self.attention_fp32}  # fmt: skip
+                "op_types": list(self.op_types), "attention_fp32": self.attention_fp32,
+                "conv_weights": self.conv_weights}  # fmt: skip
 
 
 _PLAN_EXAMPLE = (
@@ -111,7 +120,7 @@ _PLAN_EXAMPLE = (
 
 def _stage_plan(value: Any, where: str) -> StagePlan:
     """A plan entry: a precision string, or a mapping {precision, keep_fp32, op_types,
-    attention_fp32}."""
+    attention_fp32, conv_weights}."""
     if isinstance(value, StagePlan):
         return value
     if isinstance(value, str):
@@ -119,13 +128,17 @@ def _stage_plan(value: Any, where: str) -> StagePlan:
     if not isinstance(value, dict) or not isinstance(value.get("precision"), str):
         raise BadInput(f"{where}: a stage maps to a precision or to a mapping with 'precision'; "
                        + _PLAN_EXAMPLE, field="--plan")  # fmt: skip
-    unknown = set(value) - {"precision", "keep_fp32", "op_types", "attention_fp32"}
+    unknown = set(value) - {"precision", "keep_fp32", "op_types", "attention_fp32", "conv_weights"}
     if unknown:
         raise BadInput(f"{where}: unknown keys {sorted(unknown)}; allowed precision, keep_fp32, "
-                       "op_types, attention_fp32", field="--plan")  # fmt: skip
+                       "op_types, attention_fp32, conv_weights", field="--plan")  # fmt: skip
     attention_fp32 = value.get("attention_fp32", False)
     if not isinstance(attention_fp32, bool):
         raise BadInput(f"{where}: attention_fp32 must be true or false", field="--plan")
+    conv_weights = value.get("conv_weights", "fastest")
+    if conv_weights not in CONV_WEIGHTS:
+        raise BadInput(f"{where}: conv_weights must be one of {CONV_WEIGHTS}, got "
+                       f"{conv_weights!r}", field="--plan")  # fmt: skip
     lists = {}
     for key in ("keep_fp32", "op_types"):
         items = value.get(key) or []
@@ -135,7 +148,9 @@ def _stage_plan(value: Any, where: str) -> StagePlan:
     if value["precision"] not in PRECISIONS:
         raise BadInput(f"{where}: unknown precision {value['precision']!r}; one of {PRECISIONS}",
                        field="--plan")  # fmt: skip
-    return StagePlan(value["precision"], lists["keep_fp32"], lists["op_types"], attention_fp32)
+    return StagePlan(
+        value["precision"], lists["keep_fp32"], lists["op_types"], attention_fp32, conv_weights
+    )
 
 
 def read_plan_file(path: Path) -> dict[str, StagePlan]:
@@ -635,6 +650,8 @@ def quantize_stage(
                 model = onnx.load(str(dst))
                 if quantize_before_space_to_depth(model.graph):
                     onnx.save(model, str(dst))
+            if plan.precision == "int8-static":
+                choose_conv_weights(dst, src, feeds[0], plan.conv_weights, reduce_range)
     finally:
         root.setLevel(level)
 
