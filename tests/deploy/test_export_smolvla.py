@@ -121,8 +121,11 @@ def test_sensitivity_measures_each_stage_and_the_expert_step_by_step(
     ].keep_fp32 == tuple(r.node for r in result.layers[:3])
 
 
-def test_auto_plan_picks_the_fastest_within_budget(smolvla_bundle, tmp_path) -> None:
+def test_auto_plan_picks_the_fastest_within_budget(smolvla_bundle, tmp_path, monkeypatch) -> None:
     from dataclasses import replace
+
+    # convolution weights chosen by timing could differ between two builds: symmetric here
+    monkeypatch.setattr("edgevla.deploy.conv_weights.MARGIN", 0.0)
 
     from edgevla.deploy.quantize import (
         PRECISIONS,
