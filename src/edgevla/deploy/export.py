@@ -206,6 +206,18 @@ def _export_onnx(stage, path: Path) -> None:
             do_constant_folding=True,
         )
     _name_outputs(path, [t.name for t in stage.outputs])
+    _fuse(path)
+
+
+def _fuse(path: Path) -> None:
+    """ORT's fused operators where the exporter's form hides them (`deploy/fusions.py`)."""
+    import onnx
+
+    from edgevla.deploy.fusions import fuse_exported
+
+    model = onnx.load(str(path))
+    if any(fuse_exported(model).values()):
+        onnx.save(model, str(path))
 
 
 def _name_outputs(path: Path, names: list[str]) -> None:
