@@ -66,6 +66,32 @@ def test_graph_flops_equals_the_count_worked_out_by_hand(tmp_path) -> None:
     assert open_batch["flops"] == matmul + gemm + integer + qdq
 
 
+def test_fused_attention_counts_its_two_products_in_fp32(tmp_path) -> None:
+    """ORT's MultiHeadAttention (the SmolVLA vision tower's export form): q (B, T, D) against
+    k, v (B, L, D) is 2 x B x T x L x D for the scores and as much for the weighted sum, fp32
+    even when its inputs are dequantised."""
+    shape = {"q": [2, 5, 8], "k": [2, 7, 8], "v": [2, 7, 8]}
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in shape.items()]
+    scale = numpy_helper.from_array(np.float32(0.1), "s")
+    zero = numpy_helper.from_array(np.uint8(0), "z")
+    nodes = [
+        helper.make_node(op, [f"{t}{a}", "s", "z"], [f"{t}{b}"])
+        for t in "qk"
+        for op, a, b in (("QuantizeLinear", "", "8"), ("DequantizeLinear", "8", "d"))
+    ]
+    nodes.append(helper.make_node("MultiHeadAttention", ["qd", "kd", "v"], ["y"],
+                                  domain="com.microsoft", num_heads=2))  # fmt: skip
+    graph = helper.make_graph(nodes, "mha", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [scale, zero])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])  # fmt: skip
+    (tmp_path / "mha.onnx").write_bytes(model.SerializeToString())
+    flops = graph_flops(tmp_path / "mha.onnx")
+    assert flops["fp32_flops"] == 4 * 2 * 5 * 7 * 8 and flops["int8_flops"] == 0
+    assert flops["unresolved"] == []
+
+
 def test_a_quantised_stage_counts_the_same_flops_as_its_fp32_parent(bundle, tmp_path) -> None:
     from edgevla.deploy.quantize import quantize_stage
 

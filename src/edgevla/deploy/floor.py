@@ -5,7 +5,8 @@
 
 FLOPs are counted from the graph, not from a paper: 2 x the multiply-accumulates of every
 Conv, MatMul and Gemm and of their quantised forms (ConvInteger, MatMulInteger, QLinearConv,
-QLinearMatMul, MatMulNBits), with shapes from ONNX shape inference (ONNX Runtime's symbolic
+QLinearMatMul, MatMulNBits), and of ORT's fused MultiHeadAttention (its two products, always
+fp32), with shapes from ONNX shape inference (ONNX Runtime's symbolic
 shape inference where ONNX's leaves a shape open, e.g. after a com.microsoft op). Everything
 else (adds, norms, softmax, pooling, reshapes) is left out: it is memory bound and small next
 to the GEMMs, so the floor is a lower bound a stage cannot beat, not a prediction.
@@ -37,7 +38,8 @@ from typing import Any
 import numpy as np
 
 CONV_OPS = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}  # op -> index of its weight input
-MATMUL_OPS = ("MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "MatMulNBits")
+MATMUL_OPS = ("MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "MatMulNBits",
+              "MultiHeadAttention")  # fmt: skip
 INT8_OPS = ("ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul")
 COUNTED_OPS = (*CONV_OPS, *MATMUL_OPS)
 
@@ -217,6 +219,11 @@ def _node_flops(node, shapes) -> int | None:
         if _known(out):
             return 2 * int(np.prod(out)) * k
         return 2 * int(np.prod(a[:-1])) * n * k if _known(a) else None
+    if node.op_type == "MultiHeadAttention":  # q (B, T, D), k (B, L, D): scores and sum, fp32
+        k = shapes.get(node.input[1])
+        if not (_known(a) and _known(k) and len(a) == 3 and len(k) == 3):
+            return None
+        return 4 * int(np.prod(a)) * int(k[1])
     if not (_known(out) and _known(a)):
         return None
     # Gemm: A (M, K), or (K, M) with transA; the MatMul family: (..., M, K) @ (..., K, N)
@@ -227,6 +234,8 @@ def _node_flops(node, shapes) -> int | None:
 def _runs_int8(node, producers: Mapping[str, str]) -> bool:
     if node.op_type in INT8_OPS:
         return True
+    if node.op_type == "MultiHeadAttention":  # dequantises its inputs, computes in fp32
+        return False
     if node.op_type == "MatMulNBits":
         return _attr(node, "accuracy_level") == 4
     return all(producers.get(name) == "DequantizeLinear" for name in node.input[:2])

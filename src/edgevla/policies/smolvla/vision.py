@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from edgevla.policies.common.attention import attend
+from edgevla.policies.common.attention import self_attention
 from edgevla.policies.smolvla.config import SmolVLAConfig
 
 
@@ -62,9 +62,24 @@ class VisionEmbeddings(nn.Module):
         self.register_buffer("position_ids", torch.arange(gh * gw), persistent=False)
 
     def forward(self, pixels: Tensor) -> Tensor:
-        x = self.patch_embedding(pixels)  # (N, D, gh, gw)
-        x = x.flatten(2).transpose(1, 2)  # (N, gh*gw, D), row-major patch order
+        if torch.onnx.is_in_onnx_export():
+            x = self.patches_as_matmul(pixels)
+        else:
+            x = self.patch_embedding(pixels)  # (N, D, gh, gw)
+            x = x.flatten(2).transpose(1, 2)  # (N, gh*gw, D), row-major patch order
         return x + self.position_embedding(self.position_ids)[None]  # (N, P, D)
+
+    def patches_as_matmul(self, pixels: Tensor) -> Tensor:
+        """The same patch embedding as one matrix product over flattened patches, the form it
+        is exported in: (N, 3, H, W) -> (N, gh*gw, D). Quantised, a strided convolution becomes
+        ORT's ConvInteger, a slow generic kernel; a MatMul becomes its int8 GEMM (full-size
+        vision stage, int8 dynamic, two threads: 56 ms as ConvInteger)."""
+        n, c, h, w = pixels.shape
+        p = self.patch_embedding.kernel_size[0]
+        x = pixels.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)  # (N,gh,gw,C,p,p)
+        x = x.reshape(n, (h // p) * (w // p), c * p * p)  # (N, gh*gw, C*p*p)
+        weight = self.patch_embedding.weight  # (D, C, p, p)
+        return F.linear(x, weight.reshape(weight.shape[0], -1), self.patch_embedding.bias)
 
 
 class VisionAttention(nn.Module):
@@ -76,15 +91,8 @@ class VisionAttention(nn.Module):
         self.v_proj = nn.Linear(hidden, hidden)
         self.out_proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x: Tensor) -> Tensor:
-        n, t, d = x.shape
-        shape = (n, t, self.num_heads, d // self.num_heads)
-
-        def heads(y: Tensor) -> Tensor:
-            return y.view(shape).transpose(1, 2)  # (N, H, T, Dh)
-
-        out = attend(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
-        out = out.transpose(1, 2).reshape(n, t, d)  # (N, T, D)
+    def forward(self, x: Tensor) -> Tensor:  # (N, T, D) -> (N, T, D)
+        out = self_attention(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.num_heads)
         return self.out_proj(out)
 
 
