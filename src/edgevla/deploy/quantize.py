@@ -667,6 +667,8 @@ def _quantize(
     reduce_range: bool,
     workdir: Path,
 ) -> None:
+    import logging
+
     from onnxruntime.quantization import (
         QuantFormat,
         QuantType,
@@ -681,6 +683,9 @@ def _quantize(
         if precision == "int4-weights":
             import onnx
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+            # its own logger, at INFO with a handler: a line for every node of the graph
+            logging.getLogger(MatMulNBitsQuantizer.__module__).setLevel(logging.ERROR)
 
             quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=int4_block_size,
                                              is_symmetric=True, nodes_to_exclude=exclude,
