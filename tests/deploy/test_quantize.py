@@ -36,6 +36,13 @@ def test_plan_writes_a_bundle_with_its_precisions_and_error(
     obs = sim_observations(BundleRunner(bundle), 1, seed=7)[0]
     chunk = BundleRunner(tmp_path / plan).predict_chunk(obs)
     assert chunk.shape == (100, 6) and np.isfinite(chunk).all()
+    # the static trunk's 21 convolutions, each with the weights timed faster, are counted
+    if plan == "selective":
+        counts = result.conv_weights["vision"]
+        assert counts["symmetric"] + counts["asymmetric"] == 21
+        assert m.parity["conv_weights"] == result.conv_weights
+    else:
+        assert result.conv_weights == {}
 
 
 def test_fp32_plan_is_a_copy_with_no_error(bundle, tmp_path) -> None:

@@ -95,6 +95,11 @@ def show(result) -> None:
     if result.stages_reused:
         console.print(f"stages taken from auto's search, not quantised again: "
                       f"{', '.join(result.stages_reused)}")  # fmt: skip
+    if result.conv_weights:
+        counts = "; ".join(f"{stage} {c['symmetric']} / {c['asymmetric']}"
+                           for stage, c in result.conv_weights.items())  # fmt: skip
+        console.print("int8 convolutions with symmetric (ConvSym) / asymmetric (im2col + GEMM) "
+                      f"weights, the faster on this CPU: {counts}")  # fmt: skip
     if result.confirmation:
         c = result.confirmation
         ref = c["reference"]

@@ -173,3 +173,18 @@ def choose_conv_weights(dst: Path, float_src: Path, feed: dict[str, np.ndarray],
         onnx.save(model, str(tmp_path))
         os.replace(tmp_path, dst)
     return {"asymmetric": done, "symmetric": [n for n in names if n not in done]}
+
+
+def conv_weightings(path: Path) -> dict[str, int]:
+    """How many of the int8 convolutions at `path` have symmetric weights (every zero point 0:
+    ConvSym) and how many asymmetric (im2col + GEMM)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name: i for i in graph.initializer}
+    counts = {"symmetric": 0, "asymmetric": 0}
+    for w_dq, _ in _quantised_convs(graph).values():
+        asymmetric = w_dq.input[2] in inits and numpy_helper.to_array(inits[w_dq.input[2]]).any()
+        counts["asymmetric" if asymmetric else "symmetric"] += 1
+    return counts

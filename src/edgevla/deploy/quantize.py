@@ -50,7 +50,7 @@ from edgevla.deploy.calibration import (
     ort_prints_to_stderr,
     static_calibration_args,
 )
-from edgevla.deploy.conv_weights import CONV_WEIGHTS, choose_conv_weights
+from edgevla.deploy.conv_weights import CONV_WEIGHTS, choose_conv_weights, conv_weightings
 from edgevla.deploy.graph_prep import prepared_for_static, quantize_before_space_to_depth
 from edgevla.deploy.stage_files import StageFiles
 from edgevla.errors import BadInput
@@ -357,6 +357,8 @@ class QuantizeResult:
     of quantised again"""
     confirmation: dict[str, Any] | None = None
     """--confirm-episodes: the closed-loop check of auto's choice (edgevla.eval.confirm_plan)"""
+    conv_weights: dict[str, dict[str, int]] = field(default_factory=dict)
+    """int8 static stages with convolutions: how many have symmetric / asymmetric weights"""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -391,6 +393,7 @@ def quantize_bundle(
     else:
         plan = resolve_plan(config.plan, names)
     out = Path(config.out)
+    weightings: dict[str, dict[str, int]] = {}
     with bundle_being_written(out, "quantizing") as work:
         specs = []
         for i, stage in enumerate(fp32.manifest.stages):
@@ -400,6 +403,9 @@ def quantize_bundle(
             shutil.copyfile(build(stage, sp), dst)
             specs.append(StageSpec(stage.name, stage.file, stage.inputs, stage.outputs,
                                    sp.precision, sha256_of(dst)))  # fmt: skip
+            counts = conv_weightings(dst) if sp.precision == "int8-static" else {}
+            if any(counts.values()):
+                weightings[stage.name] = counts
         manifest = Manifest(**{**fp32.manifest.__dict__, "stages": tuple(specs)})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
         progress(ProgressEvent("quantize", len(plan), len(plan), "action error"))
@@ -414,6 +420,7 @@ def quantize_bundle(
             "observations_from": source_of(config.dataset),
             "plan": {name: sp.to_dict() for name, sp in plan.items()},
             "reduce_range": reduce_range,
+            "conv_weights": weightings,
         }
         manifest = Manifest(**{**manifest.__dict__, "parity": parity})
         write_json_atomic(work / MANIFEST, manifest.to_dict())
@@ -423,7 +430,7 @@ def quantize_bundle(
         overrides={
             n: sp.to_dict()
             for n, sp in plan.items()
-            if sp.keep_fp32 or sp.op_types or sp.attention_fp32
+            if sp.keep_fp32 or sp.op_types or sp.attention_fp32 or sp.conv_weights != "fastest"
         },
         reduce_range=reduce_range,
         calibration=config.calibration,
@@ -434,6 +441,7 @@ def quantize_bundle(
         seconds=time.perf_counter() - t0,
         candidates=candidates,
         stages_reused=build.reused_for(names, plan),
+        conv_weights=weightings,
     )
 
 
