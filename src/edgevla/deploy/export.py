@@ -205,36 +205,37 @@ def _export_onnx(stage, path: Path) -> None:
             dynamo=False,
             do_constant_folding=True,
         )
-    _name_outputs(path, [t.name for t in stage.outputs])
-    _fuse(path)
+    _finish(path, [t.name for t in stage.outputs])
 
 
-def _fuse(path: Path) -> None:
-    """ORT's fused operators where the exporter's form hides them (`deploy/fusions.py`)."""
+def _finish(path: Path, names: list[str]) -> None:
+    """The exported graph, loaded once: its outputs named, ORT's fused operators put where the
+    exporter's form hides them (`deploy/fusions.py`); written back only if either changed."""
     import onnx
 
     from edgevla.deploy.fusions import fuse_exported
 
     model = onnx.load(str(path))
-    if any(fuse_exported(model).values()):
+    renamed = _name_outputs(model, names)
+    if any(fuse_exported(model).values()) or renamed:
         onnx.save(model, str(path))
 
 
-def _name_outputs(path: Path, names: list[str]) -> None:
-    """Give every graph output its stage name. The exporter loses a name when an output is a
-    constant after folding (SmolVLA's prefix mask, fixed once the task is baked in): such an
-    output is routed through an Identity node carrying the right name."""
+def _name_outputs(model, names: list[str]) -> bool:
+    """Give every graph output its stage name, in place; whether any was renamed. The exporter
+    loses a name when an output is a constant after folding (SmolVLA's prefix mask, fixed once
+    the task is baked in): such an output is routed through an Identity node carrying the
+    right name."""
     import onnx
 
-    model = onnx.load(str(path))
     outputs = model.graph.output
     if [o.name for o in outputs] == names:
-        return
+        return False
     for out, name in zip(outputs, names, strict=True):
         if out.name != name:
             model.graph.node.append(onnx.helper.make_node("Identity", [out.name], [name]))
             out.name = name
-    onnx.save(model, str(path))
+    return True
 
 
 def _manifest(ckpt, runner, stats, specs: tuple[StageSpec, ...]) -> Manifest:
