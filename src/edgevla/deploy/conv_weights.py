@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from edgevla.deploy.graph_prep import readers
 
 CONV_WEIGHTS = ("fastest", "symmetric", "asymmetric")
 MARGIN = 0.9
@@ -41,7 +42,7 @@ def _quantised_convs(graph) -> dict[str, tuple]:
     weight is a DequantizeLinear of an int8 initializer used by that Conv alone."""
     inits = {i.name: i for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
-    uses = collections.Counter(i for n in graph.node for i in n.input)
+    users = readers(graph)
     found = {}
     for node in graph.node:
         if node.op_type != "Conv" or len(node.input) < 2:
@@ -49,7 +50,7 @@ def _quantised_convs(graph) -> dict[str, tuple]:
         w_dq = producers.get(node.input[1])
         if (w_dq is None or w_dq.op_type != "DequantizeLinear" or len(w_dq.input) < 3
                 or w_dq.input[0] not in inits or inits[w_dq.input[0]].data_type != 3  # int8
-                or uses[w_dq.output[0]] != 1 or uses[w_dq.input[0]] != 1):  # fmt: skip
+                or len(users[w_dq.output[0]]) != 1 or len(users[w_dq.input[0]]) != 1):  # fmt: skip
             continue
         b_dq = producers.get(node.input[2]) if len(node.input) > 2 else None
         if b_dq is not None and (b_dq.op_type != "DequantizeLinear" or b_dq.input[0] not in inits):
@@ -108,10 +109,10 @@ def make_asymmetric(model, float_weights: dict[str, np.ndarray], names, reduce_r
     return done
 
 
-def conv_times(path: Path, feed: dict[str, np.ndarray], names, runs: int = PROFILE_RUNS,
+def conv_times(graph: Path | bytes, feed: dict[str, np.ndarray], names, runs: int = PROFILE_RUNS,
                threads: int = 1) -> dict[str, float]:  # fmt: skip
-    """Seconds each convolution of `names` took (best of `runs` after a warm-up), from ORT's
-    profiler at `threads` threads. ORT renames the QLinearConv it fuses (name + "_quant",
+    """Seconds each convolution of `names` took in `graph` (a path or a serialised model; best
+    of `runs` after a warm-up), from ORT's profiler at `threads` threads. ORT renames the QLinearConv it fuses (name + "_quant",
     "_token_N", ...), so a profiled node belongs to the longest conv name it starts with."""
     import onnxruntime as ort
 
@@ -120,7 +121,8 @@ def conv_times(path: Path, feed: dict[str, np.ndarray], names, runs: int = PROFI
         options.intra_op_num_threads = threads
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "p")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        source = graph if isinstance(graph, bytes) else str(graph)
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         for _ in range(runs + 1):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
@@ -140,16 +142,15 @@ def conv_times(path: Path, feed: dict[str, np.ndarray], names, runs: int = PROFI
     return {n: min(r.values()) for n, r in per_run.items()}
 
 
-def choose_conv_weights(dst: Path, float_src: Path, feed: dict[str, np.ndarray], mode: str,
+def choose_conv_weights(model, float_src: Path, feed: dict[str, np.ndarray], mode: str,
                         reduce_range: bool = False) -> dict[str, list[str]]:  # fmt: skip
-    """Rewrite the int8 static stage at `dst` so each quantised convolution has the weights
-    `mode` asks for: "symmetric" (as ORT wrote them), "asymmetric", or "fastest" (timed both
-    ways on `feed`). `float_src`: the float graph `dst` was quantised from. Returns
+    """Give each quantised convolution of the int8 static `model` (in place) the weights `mode`
+    asks for: "symmetric" (as ORT wrote them), "asymmetric", or "fastest" (timed both ways on
+    `feed`). `float_src`: the float graph `model` was quantised from. Returns
     {"asymmetric": [...], "symmetric": [...]} conv names."""
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(dst))
     names = list(_quantised_convs(model.graph))
     if mode == "symmetric" or not names:
         return {"asymmetric": [], "symmetric": names}
@@ -158,20 +159,14 @@ def choose_conv_weights(dst: Path, float_src: Path, feed: dict[str, np.ndarray],
                      if i.data_type == 1}  # fmt: skip
     chosen = names
     if mode == "fastest":
-        other = onnx.load(str(dst))
+        other = onnx.ModelProto()
+        other.CopyFrom(model)
         movable = make_asymmetric(other, float_weights, names, reduce_range)
-        with tempfile.TemporaryDirectory(prefix="edgevla-convw.") as tmp:
-            asym_path = Path(tmp) / "asymmetric.onnx"
-            onnx.save(other, str(asym_path))
-            sym_t = conv_times(dst, feed, movable)
-            asym_t = conv_times(asym_path, feed, movable)
+        sym_t = conv_times(model.SerializeToString(), feed, movable)
+        asym_t = conv_times(other.SerializeToString(), feed, movable)
         chosen = [n for n in movable if n in sym_t and n in asym_t
                   and asym_t[n] < MARGIN * sym_t[n]]  # fmt: skip
     done = make_asymmetric(model, float_weights, chosen, reduce_range)
-    if done:
-        tmp_path = Path(f"{dst}.convw{os.getpid()}")
-        onnx.save(model, str(tmp_path))
-        os.replace(tmp_path, dst)
     return {"asymmetric": done, "symmetric": [n for n in names if n not in done]}
 
 

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from edgevla.deploy.graph_prep import readers
+
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
@@ -40,10 +42,7 @@ def fuse_tanh_gelu(graph) -> int:
     from onnx import helper
 
     producers = {o: n for n in graph.node for o in n.output}
-    readers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    users = readers(graph)
     outputs = {o.name for o in graph.output}
     scalars = _scalars(graph)
 
@@ -65,8 +64,8 @@ def fuse_tanh_gelu(graph) -> int:
         return None
 
     def only_reader(tensor: str):
-        users = readers.get(tensor, [])
-        return users[0] if len(users) == 1 and tensor not in outputs else None
+        after = users.get(tensor, [])
+        return after[0] if len(after) == 1 and tensor not in outputs else None
 
     fused = 0
     for tanh in [n for n in graph.node if n.op_type == "Tanh"]:

@@ -141,7 +141,7 @@ def fold_input_stride(graph) -> list[str]:
 def relu_before_reshape(graph) -> int:
     """Rewrite, in place, every Reshape -> Relu whose Reshape output feeds only that Relu into
     Relu -> Reshape (same node names and output name). Returns how many were moved."""
-    users = _users(graph)
+    users = readers(graph)
     moved = 0
     for reshape in [n for n in graph.node if n.op_type == "Reshape"]:
         after = users.get(reshape.output[0], [])
@@ -155,7 +155,7 @@ def quantize_before_space_to_depth(graph) -> int:
     """Rewrite, in place, SpaceToDepth -> QuantizeLinear (a per-tensor scale; the SpaceToDepth
     feeding nothing else) into QuantizeLinear -> SpaceToDepth, keeping both node names and the
     QuantizeLinear's output name. Returns how many were moved."""
-    users = _users(graph)
+    users = readers(graph)
     sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
     moved = 0
     for s2d in [n for n in graph.node if n.op_type == "SpaceToDepth"]:
@@ -167,8 +167,9 @@ def quantize_before_space_to_depth(graph) -> int:
     return moved
 
 
-def _users(graph) -> dict[str, list]:
-    """Tensor name -> the nodes that read it."""
+def readers(graph) -> dict[str, list]:
+    """Tensor name -> the nodes that read it (the graph rewrites here and in fusions.py and
+    conv_weights.py match on it)."""
     users: dict[str, list] = {}
     for n in graph.node:
         for name in n.input:

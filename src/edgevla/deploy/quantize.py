@@ -430,7 +430,7 @@ def quantize_bundle(
         overrides={
             n: sp.to_dict()
             for n, sp in plan.items()
-            if sp.keep_fp32 or sp.op_types or sp.attention_fp32 or sp.conv_weights != "fastest"
+            if sp != StagePlan(sp.precision)  # anything but the precision's defaults
         },
         reduce_range=reduce_range,
         calibration=config.calibration,
@@ -652,14 +652,16 @@ def quantize_stage(
             exclude = excluded_nodes(src, stage or Path(src).stem, plan, layout_nodes)
             _quantize(src, dst, plan, exclude, feeds, calibration, int4_block_size,
                       reduce_range, Path(workdir))  # fmt: skip
-            if layout_nodes:  # the fold's SpaceToDepth: quantise its input, not its output
+            if plan.precision == "int8-static":  # ORT's graph, loaded once for both passes
                 import onnx
 
                 model = onnx.load(str(dst))
-                if quantize_before_space_to_depth(model.graph):
+                # the fold's SpaceToDepth: quantise its input, not its output
+                moved = quantize_before_space_to_depth(model.graph) if layout_nodes else 0
+                weights = choose_conv_weights(model, src, feeds[0], plan.conv_weights,
+                                              reduce_range)  # fmt: skip
+                if moved or weights["asymmetric"]:
                     onnx.save(model, str(dst))
-            if plan.precision == "int8-static":
-                choose_conv_weights(dst, src, feeds[0], plan.conv_weights, reduce_range)
     finally:
         root.setLevel(level)
 
