@@ -1,6 +1,7 @@
 """The forms layers take only while exported compute what the eager forms do: unmasked
-self-attention (softmax(q k^T / sqrt(d_h)) v per head) as one ORT MultiHeadAttention node, and
-SigLIP's patch embedding as one MatMul."""
+self-attention (softmax(q k^T / sqrt(d_h)) v per head) as one ORT MultiHeadAttention node, ACT's
+nn.MultiheadAttention calls (sequence-first, cross-attention too) as that node between the
+module's own projections, and SigLIP's patch embedding as one MatMul."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import onnxruntime as ort
 import torch
 
 from edgevla.deploy.export import OPSET
-from edgevla.policies.common.attention import self_attention
+from edgevla.policies.common.attention import module_attention, self_attention
 from edgevla.policies.smolvla.config import smolvla_cpu_preset
 from edgevla.policies.smolvla.vision import VisionEmbeddings
 
@@ -54,6 +55,56 @@ def test_export_writes_one_fused_node_with_the_same_output(tmp_path) -> None:
     assert ops.count("MultiHeadAttention") == 1 and "Softmax" not in ops
     session = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"x": x.numpy()})[0], expected, atol=1e-5)
+
+
+def _export(module, args, path):
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), opset_version=OPSET, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
+    return [n.op_type for n in onnx.load(str(path)).graph.node], session.run(None, feed)[0]
+
+
+class _Cross(torch.nn.Module):
+    """ACT's call shape: queries (T, B, D) + positions, keys (S, B, D) + positions, values (S, B, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = torch.nn.MultiheadAttention(D, H)
+
+    def forward(self, x, memory, pos):
+        return module_attention(self.attn, x + 1.0, memory + pos, memory)
+
+
+def test_module_attention_exports_the_module_as_one_fused_node(tmp_path) -> None:
+    torch.manual_seed(0)
+    block = _Cross().eval()
+    x, memory, pos = torch.randn(5, B, D), torch.randn(T, B, D), torch.randn(T, 1, D)
+    with torch.no_grad():
+        expected = block.attn(x + 1.0, memory + pos, memory, need_weights=False)[0].numpy()
+        torch.testing.assert_close(block(x, memory, pos), torch.from_numpy(expected))
+    ops, got = _export(block, (x, memory, pos), tmp_path / "cross.onnx")
+    assert ops.count("MultiHeadAttention") == 1 and "Softmax" not in ops
+    assert got.shape == (5, B, D)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_module_attention_with_a_padding_mask_exports_the_module_itself(tmp_path) -> None:
+    class Masked(_Cross):
+        def forward(self, x, memory, pad):
+            return module_attention(self.attn, x, memory, memory, key_padding_mask=pad)
+
+    torch.manual_seed(0)
+    block = Masked().eval()
+    x, memory = torch.randn(5, B, D), torch.randn(T, B, D)
+    pad = torch.zeros(B, T, dtype=torch.bool)
+    pad[:, -2:] = True  # the last two keys are padding: the fused node has no mask input here
+    with torch.no_grad():
+        expected = block.attn(x, memory, memory, key_padding_mask=pad, need_weights=False)[0]
+    ops, got = _export(block, (x, memory, pad), tmp_path / "masked.onnx")
+    assert "MultiHeadAttention" not in ops
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
 
 
 def test_patch_embedding_as_a_matmul_is_the_convolution() -> None:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from edgevla.policies import checkpoint
 from edgevla.policies.act.config import POLICY_TYPE, ACTConfig
 from edgevla.policies.act.resnet import ResNet
+from edgevla.policies.common.attention import module_attention
 from edgevla.policies.common.normalize import Stats
 
 ACTION_IS_PAD_KEY = "action_is_pad"
@@ -96,7 +97,7 @@ class ACTEncoderLayer(nn.Module):
         # x: (S, B, D); pos: (S, 1 or B, D) added to queries and keys only; mask: (B, S) True = pad
         h = self.norm1(x) if self.pre_norm else x
         qk = _with_pos(h, pos)
-        h, _ = self.self_attn(qk, qk, h, key_padding_mask=key_padding_mask, need_weights=False)
+        h = module_attention(self.self_attn, qk, qk, h, key_padding_mask=key_padding_mask)
         x = x + self.dropout1(h)
         if not self.pre_norm:
             x = self.norm1(x)
@@ -152,13 +153,15 @@ class ACTDecoderLayer(nn.Module):
         # x: (S, B, D) queries; memory: (N, B, D) encoder output; positions broadcast over B.
         h = self.norm1(x) if self.pre_norm else x
         qk = _with_pos(h, query_pos)
+        # stays the module's own export: in the first layer its queries are the zero decoder
+        # input plus learned positions, constants the exporter folds away (a fused node it cannot)
         x = x + self.dropout1(self.self_attn(qk, qk, value=h, need_weights=False)[0])
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
-        h = self.multihead_attn(
-            _with_pos(h, query_pos), _with_pos(memory, memory_pos), value=memory, need_weights=False
-        )[0]
+        h = module_attention(
+            self.multihead_attn, _with_pos(h, query_pos), _with_pos(memory, memory_pos), memory
+        )
         x = x + self.dropout2(h)
         if not self.pre_norm:
             x = self.norm2(x)
