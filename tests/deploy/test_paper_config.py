@@ -11,8 +11,10 @@ import pytest
 from edgevla.cli import main
 from edgevla.deploy.bench import LatencyBenchResult, LatencyRow
 from edgevla.deploy.paper import (
+    BuiltBy,
     PaperBenchConfig,
     _summaries,
+    code_fingerprint,
     paper_checkpoint,
     paper_policy_config,
 )
@@ -129,3 +131,31 @@ def test_the_single_layout_takes_only_plans_that_treat_every_stage_alike(tmp_pat
     (tmp_path / "p.yaml").write_text("'*': int8-dynamic\n")
     (tmp_path / "q.yaml").write_text("vision: int8-static\n'*': fp32\n")
     assert not _names_stages(str(tmp_path / "p.yaml")) and _names_stages(str(tmp_path / "q.yaml"))
+
+
+def test_the_code_fingerprint_follows_every_source_file(tmp_path) -> None:
+    root = tmp_path / "deploy"
+    root.mkdir()
+    (root / "export.py").write_text("A = 1\n")
+    first = code_fingerprint((root,))
+    assert code_fingerprint((root,)) == first
+    (root / "export.py").write_text("A = 2\n")
+    changed = code_fingerprint((root,))
+    (root / "fusions.py").write_text("")
+    assert len({first, changed, code_fingerprint((root,))}) == 3
+    assert len(code_fingerprint()) == 64  # the installed packages' own sources
+
+
+def test_a_bundle_is_reused_only_when_this_code_built_it(tmp_path) -> None:
+    old, new = tmp_path / "bundle_fp32", tmp_path / "bundle_int8-all"
+    old.mkdir()  # from a run before built_by.json existed: provenance unknown
+    record = BuiltBy(tmp_path, "code-a")
+    assert record.stale(old) and not record.current(old)
+    assert not record.stale(new) and not record.current(new)  # absent: simply built
+    new.mkdir()
+    record.mark(new)
+    assert record.current(new)
+    assert BuiltBy(tmp_path, "code-a").current(new)  # read back from DIR/built_by.json
+    assert BuiltBy(tmp_path, "code-b").stale(new)  # the code changed since
+    (tmp_path / "built_by.json").write_text("{not json")
+    assert BuiltBy(tmp_path, "code-a").stale(new)  # an unreadable record proves nothing

@@ -22,7 +22,11 @@ unit normalisation statistics and saved as an ordinary checkpoint. Then, in one 
 
 and `edgevla bench latency` over all of them. What DIR already holds is reused (a rerun costs
 only the timing): a checkpoint whose config.json is not the one asked for is refused, and
-bundles are written aside and renamed, so a folder that exists is complete.
+bundles are written aside and renamed, so a folder that exists is complete. A bundle is reused
+only if the code that builds bundles is the code that built it: DIR/built_by.json keeps, per
+bundle folder, a fingerprint of the export / quantise / runtime sources, and a bundle built by
+other code (or of unknown provenance) is rebuilt, said as such, rather than timed as if it were
+the current code's (which is how a rerun after an export change once timed the old graphs).
 
 Default plans. ACT: int8-all, selective-dynamic (the trunk int8, the transformer fp32),
 int8-static-all, int8-mixed (the trunk static, the transformer dynamic) and int8-static-linear
@@ -40,6 +44,7 @@ is labelled "<plan> (single)"; the best plan is the fastest bundle of either lay
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -64,6 +69,7 @@ CALIBRATION_OBSERVATIONS = 4
 # (best plan's speed-up over eager fp32 at least, its x of the floor at most; None: no goal)
 GOALS: dict[str, tuple[float, float | None]] = {"act": (4.0, 3.0), "smolvla": (4.7, None)}
 CHECKPOINT, FP32 = "checkpoint", "bundle_fp32"
+BUILT_BY = "built_by.json"
 PAPER_LAYOUTS: dict[str, tuple[str, ...]] = {"act": ("split", "single"), "smolvla": ("split",)}
 
 
@@ -195,6 +201,52 @@ def unit_stats(config: Any) -> dict[str, dict[str, Any]]:
     return stats
 
 
+def code_fingerprint(roots: tuple[Path, ...] | None = None) -> str:
+    """sha256 over the Python sources under `roots` (default: the packages that export, quantise
+    and run bundles: edgevla.deploy, edgevla.policies, edgevla_runtime), file names included."""
+    if roots is None:
+        import edgevla_runtime
+
+        import edgevla.deploy
+        import edgevla.policies
+
+        roots = tuple(Path(m.__file__).parent for m in (edgevla.deploy, edgevla.policies,
+                                                           edgevla_runtime))  # fmt: skip
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(Path(root).rglob("*.py")):
+            digest.update(f"{root.name}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class BuiltBy:
+    """DIR/built_by.json: which code built each bundle folder of a paper run (see the module
+    docstring). `current(folder)`: it exists and this code built it; `stale(folder)`: it exists
+    and this code did not (or nobody recorded it)."""
+
+    def __init__(self, out: Path, fingerprint: str):
+        self.path, self.fingerprint = Path(out) / BUILT_BY, fingerprint
+        try:
+            self.record: dict[str, str] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.record = {}  # none yet, or unreadable: every existing bundle counts as stale
+        if not isinstance(self.record, dict):
+            self.record = {}
+
+    def current(self, folder: Path) -> bool:
+        return folder.exists() and self.record.get(folder.name) == self.fingerprint
+
+    def stale(self, folder: Path) -> bool:
+        return folder.exists() and not self.current(folder)
+
+    def mark(self, folder: Path) -> None:
+        self.record[folder.name] = self.fingerprint
+        work = self.path.with_name(f".{self.path.name}.writing")
+        work.write_text(json.dumps(self.record, indent=2, sort_keys=True))
+        work.replace(self.path)
+
+
 def paper_checkpoint(policy: str, folder: str | Path, seed: int = 0, **overrides: Any) -> Path:
     """A checkpoint of `paper_policy_config(policy, **overrides)` with random weights (seeded)
     and unit statistics at `folder`. Written aside and renamed; an existing checkpoint of the
@@ -242,15 +294,26 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
     progress(ProgressEvent("paper checkpoint", 1, 1, "built" if built else "reused"))
     bundles: dict[str, Path] = {}
     skipped: list[str] = []  # plans naming stages, which the single layout has not
+    built_by = BuiltBy(out, code_fingerprint())
+
+    def rebuild(folder: Path) -> bool:
+        """True when `folder` must be built; a stale one is removed first, and said."""
+        if built_by.stale(folder):
+            progress(ProgressEvent("paper bundles", 0, None,
+                                   f"{folder.name}: built by other code, rebuilding"))  # fmt: skip
+            shutil.rmtree(folder)
+        return not folder.exists()
+
     with tempfile.TemporaryDirectory(prefix="edgevla-stages.") as tmp:
         stage_files = StageFiles(tmp)  # a stage two plans share is quantised once
         for layout in config.layouts:
             prefix = "bundle_" if layout == "split" else "bundle_single_"
             fp32 = bundles[_label("fp32", layout)] = out / f"{prefix}fp32"
-            if not fp32.exists():
+            if rebuild(fp32):
                 export_bundle(ExportConfig(checkpoint=ckpt, out=fp32, layout=layout,
                                            parity_observations=1, threads=max(config.threads)),
                               progress)  # fmt: skip
+                built_by.mark(fp32)
                 built.append(fp32.name)
             for plan in config.plans:
                 name = Path(plan).stem if plan.endswith((".yaml", ".yml", ".json")) else plan
@@ -260,11 +323,13 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
                     skipped.append(plan)
                     continue
                 folder = bundles[_label(name, layout)] = out / f"{prefix}{name}"
-                if not folder.exists():
+                if rebuild(folder) or fp32.name in built:  # a new export: requantise
+                    shutil.rmtree(folder, ignore_errors=True)
                     quantize_bundle(QuantizeConfig(bundle=fp32, out=folder, plan=plan,
                                                    calibration_observations=config.calibration_observations,
                                                    eval_observations=config.eval_observations),
                                     progress, stage_files)  # fmt: skip
+                    built_by.mark(folder)
                     built.append(folder.name)
     latency = bench_latency(LatencyBenchConfig(checkpoint=ckpt, bundles=tuple(bundles.values()),
                                                threads=config.threads, calls=config.calls,
