@@ -119,7 +119,7 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys) -> None:
                  "--layouts", "single"]) == 2  # fmt: skip
     assert "--layouts: smolvla exports as split, got ['single']" in capsys.readouterr().err
     assert not out.exists()
-    assert PaperBenchConfig("smolvla", out).plans == ("int8-all", "selective-dynamic")
+    assert PaperBenchConfig("smolvla", out).plans == ("int8-all", "selective-dynamic", "selective")
     assert PaperBenchConfig("act", out).layouts == ("split", "single")
 
 

@@ -1,7 +1,8 @@
 """The forms layers take only while exported compute what the eager forms do: unmasked
 self-attention (softmax(q k^T / sqrt(d_h)) v per head) as one ORT MultiHeadAttention node, ACT's
 nn.MultiheadAttention calls (sequence-first, cross-attention too) as that node between the
-module's own projections, and SigLIP's patch embedding as one MatMul."""
+module's own projections, masked grouped-query attention (SmolVLA's prefill and expert) as that
+node with an additive bias, and SigLIP's patch embedding as one MatMul."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import onnxruntime as ort
 import torch
 
 from edgevla.deploy.export import OPSET
-from edgevla.policies.common.attention import module_attention, self_attention
+from edgevla.policies.common.attention import attend, module_attention, self_attention
 from edgevla.policies.smolvla.config import smolvla_cpu_preset
 from edgevla.policies.smolvla.vision import VisionEmbeddings
 
@@ -105,6 +106,24 @@ def test_module_attention_with_a_padding_mask_exports_the_module_itself(tmp_path
     ops, got = _export(block, (x, memory, pad), tmp_path / "masked.onnx")
     assert "MultiHeadAttention" not in ops
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+
+
+def test_masked_grouped_query_attention_exports_as_one_node(tmp_path) -> None:
+    class Attend(torch.nn.Module):
+        def forward(self, q, k, v, mask):
+            return attend(q, k, v, mask)
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 6, 5, 8, generator=g)  # 6 query heads share 2 key/value heads
+    k, v = torch.randn(1, 2, 9, 8, generator=g), torch.randn(1, 2, 9, 8, generator=g)
+    mask = torch.rand(1, 5, 9, generator=g) > 0.4
+    mask[:, 1:, 0] = True  # every query but the first sees a key
+    mask[:, 0] = False  # the first sees none (a padded query: finite, never read)
+    expected = attend(q, k, v, mask).numpy()
+    ops, got = _export(Attend(), (q, k, v, mask), tmp_path / "gqa.onnx")
+    assert ops.count("MultiHeadAttention") == 1 and "Softmax" not in ops
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got[:, :, 1:], expected[:, :, 1:], atol=1e-5)
 
 
 def test_patch_embedding_as_a_matmul_is_the_convolution() -> None:

@@ -9,9 +9,9 @@ A plan is data: {stage name or "*": precision}. Precisions:
                   stage inputs from rendered observations (`calibration`: minmax | entropy |
                   percentile; how each is set up: `deploy/calibration.py`); each
                   convolution's weights symmetric or asymmetric, whichever kernel ORT runs
-                  faster here (`conv_weights`, `deploy/conv_weights.py`). On the
-                  full-size SmolVLA vision stage ORT's calibration exceeded 24 GB (killed,
-                  2026-12-02)
+                  faster here (`conv_weights`, `deploy/conv_weights.py`). The
+                  full-size SmolVLA vision stage calibrates in ~8 GB since its attention
+                  exports as one node (it exceeded 24 GB before, 2026-12-02)
     int4-weights  MatMul weights 4-bit in blocks of 32 (ONNX Runtime's MatMulNBits), activations
                   fp32: a quarter of the memory traffic for the transformer layers, no
                   calibration; Conv layers stay fp32
