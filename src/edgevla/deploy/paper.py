@@ -297,11 +297,12 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
     skipped: list[str] = []  # plans naming stages, which the single layout has not
     built_by = BuiltBy(out, code_fingerprint())
 
-    def rebuild(folder: Path) -> bool:
-        """True when `folder` must be built; a stale one is removed first, and said."""
-        if built_by.stale(folder):
-            progress(ProgressEvent("paper bundles", 0, None,
-                                   f"{folder.name}: built by other code, rebuilding"))  # fmt: skip
+    def rebuild(folder: Path, source_rebuilt: bool = False) -> bool:
+        """True when `folder` must be built. One built by other code, or quantised from an fp32
+        bundle this run rebuilt, is removed first, and said."""
+        if folder.exists() and (source_rebuilt or built_by.stale(folder)):
+            why = "its fp32 bundle was rebuilt" if source_rebuilt else "built by other code"
+            progress(ProgressEvent("paper bundles", 0, None, f"{folder.name}: {why}, rebuilding"))
             shutil.rmtree(folder)
         return not folder.exists()
 
@@ -324,8 +325,7 @@ def bench_paper(config: PaperBenchConfig, progress: ProgressFn = no_progress) ->
                     skipped.append(plan)
                     continue
                 folder = bundles[_label(name, layout)] = out / f"{prefix}{name}"
-                if rebuild(folder) or fp32.name in built:  # a new export: requantise
-                    shutil.rmtree(folder, ignore_errors=True)
+                if rebuild(folder, source_rebuilt=fp32.name in built):
                     quantize_bundle(QuantizeConfig(bundle=fp32, out=folder, plan=plan,
                                                    calibration_observations=config.calibration_observations,
                                                    eval_observations=config.eval_observations),

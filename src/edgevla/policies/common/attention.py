@@ -48,12 +48,18 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tenso
     return _attend(q, k, v, mask)
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+def _attend(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None = None
+) -> Tensor:
+    """`attend`'s eager computation; `bias` (broadcast to (B, H, T, S)) is added to the scaled
+    scores, as the exported node's attention_bias is."""
     n_heads, n_kv = q.shape[1], k.shape[1]
     k = repeat_kv(k, n_heads // n_kv)  # (B, H, S, Dh)
     v = repeat_kv(v, n_heads // n_kv)  # (B, H, S, Dh)
     scale = q.shape[-1] ** -0.5
     scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale  # (B, H, T, S)
+    if bias is not None:
+        scores = scores + bias
     if mask is not None:
         big_neg = torch.finfo(torch.float32).min
         scores = torch.where(mask[:, None], scores, big_neg)  # (B, H, T, S)
@@ -138,13 +144,15 @@ def module_attention(
     return out.transpose(0, 1)  # (T, B, D)
 
 
-def _self_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int) -> Tensor:
+def _self_attention(
+    q: Tensor, k: Tensor, v: Tensor, num_heads: int, bias: Tensor | None = None
+) -> Tensor:
     b, t, d = q.shape
 
     def heads(y: Tensor) -> Tensor:
         return y.view(b, y.shape[1], num_heads, d // num_heads).transpose(1, 2)  # (B, H, T, Dh)
 
-    out = _attend(heads(q), heads(k), heads(v), None)  # (B, H, T, Dh)
+    out = _attend(heads(q), heads(k), heads(v), None, bias)  # (B, H, T, Dh)
     return out.transpose(1, 2).reshape(b, t, d)
 
 
@@ -169,13 +177,7 @@ class _OrtBiasedMultiHeadAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, num_heads: int) -> Tensor:
-        b, t, d = q.shape
-
-        def heads(y: Tensor) -> Tensor:
-            return y.view(b, y.shape[1], num_heads, d // num_heads).transpose(1, 2)
-
-        scores = heads(q) @ heads(k).transpose(-1, -2) * (d // num_heads) ** -0.5 + bias
-        return (torch.softmax(scores, dim=-1) @ heads(v)).transpose(1, 2).reshape(b, t, d)
+        return _self_attention(q, k, v, num_heads, bias)
 
     @staticmethod
     def symbolic(g, q, k, v, bias, num_heads: int):
