@@ -46,8 +46,12 @@ def test_json_and_plot_with_pytorch_of_the_same_weights(bundle, tmp_path, capsys
     assert out["figure"] == str(png)
     with Image.open(png) as image:
         assert image.format == "PNG" and image.size[0] > 100
-    torch_row, onnx_row = out["rows"]
-    assert (torch_row["format"], onnx_row["format"]) == ("PyTorch", "ONNX Runtime")
+    torch_row, kept_row, onnx_row = out["rows"]
+    assert [r["format"] for r in out["rows"]] == ["PyTorch", "PyTorch", "ONNX Runtime"]
+    assert (torch_row["malloc"], kept_row["malloc"], onnx_row["malloc"]) == ("system", "kept", None)
+    assert kept_row["name"] == torch_row["name"] + " (malloc kept)"
+    assert onnx_row["vs_pytorch_kept"] == pytest.approx(kept_row["p50_s"] / onnx_row["p50_s"])
+    assert kept_row["vs_pytorch"] == pytest.approx(torch_row["p50_s"] / kept_row["p50_s"])
     for key in ("p50_s", "p90_s", "p99_s", "rss_mb", "rss_process_mb", "disk_mb", "flops",
                 "floor_s", "x_floor", "vs_pytorch", "stages_p90_s", "stages_p99_s", "stages_x_floor"):  # fmt: skip
         assert key in onnx_row
@@ -60,12 +64,59 @@ def test_json_and_plot_with_pytorch_of_the_same_weights(bundle, tmp_path, capsys
     assert {"fp32_gflops", "int8_gops", "threads", "fp32_size", "int8_size"} <= set(out["peaks"][0])
 
 
+def _page_faults_of_reallocating(keep: bool) -> int:
+    """Minor page faults of 5 rounds of malloc, fill and free of 64 MB, as PyTorch's CPU
+    allocator does for a large activation, after a first round, in a fresh process (mallopt
+    changes the process for good). C's malloc, not numpy: numpy asks for huge pages."""
+    import ctypes
+    import resource
+
+    from edgevla.deploy.bench import keep_freed_memory
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 64 * 2**20  # above glibc's largest mmap threshold (32 MB)
+
+    def round_trip() -> None:
+        buffer = libc.malloc(size)
+        ctypes.memset(buffer, 1, size)
+        libc.free(buffer)
+
+    if keep:
+        keep_freed_memory()
+    round_trip()  # the first round maps the memory either way
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        round_trip()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_kept_memory_spares_the_kernel_refilling_large_buffers() -> None:
+    """Why PyTorch is timed twice: freed large buffers go back to the kernel and come back as
+    fresh zero-filled pages (16 k faults per 64 MB), unless the process keeps them."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from edgevla.deploy.bench import can_keep_freed_memory
+
+    if not can_keep_freed_memory():
+        pytest.skip("mallopt is glibc's")
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
+        system = pool.submit(_page_faults_of_reallocating, False).result()
+        kept = pool.submit(_page_faults_of_reallocating, True).result()
+    assert system > 5 * 10_000  # each 64 MB round: 16384 pages faulted in again
+    assert kept < 1_000
+
+
 def test_bad_arguments_are_one_line_before_any_work(bundle, tmp_path, capsys) -> None:
     assert main(["bench", "latency", "--bundles", str(bundle), "--plot", str(tmp_path / "a.jpg")]) == 2  # fmt: skip
     assert "--plot: must end in .png" in capsys.readouterr().err
     assert main(["bench", "latency", "--bundles", str(bundle), "--threads", "0"]) == 2
     assert not (tmp_path / "a.jpg").exists()
     assert LatencyBenchConfig(bundles=(bundle,), threads=1).threads == (1,)
+    assert main(["bench", "latency", "--bundles", str(bundle), "--pytorch-malloc", "jemalloc"]) == 2
+    assert "--pytorch-malloc: must be system and/or kept" in capsys.readouterr().err
 
 
 def test_rounds_interleave_rows_and_pool_their_calls(bundle, capsys) -> None:

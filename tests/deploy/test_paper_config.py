@@ -83,8 +83,23 @@ def test_the_best_plan_is_the_fastest_quantised_bundle_against_the_goals() -> No
     assert s.fp32_bundle_vs_eager == pytest.approx(2.0)
     assert s.best_vs_eager == pytest.approx(5.0) and s.best_x_floor == 2.5
     assert (s.meets_vs_eager, s.meets_x_floor) == (True, True)
+    assert s.plans_vs_eager == {"int8-all": pytest.approx(1 / 0.3), "int8-static-all": 5.0}
+    assert (s.eager_kept_p50_s, s.best_vs_eager_kept, s.plans_vs_eager_kept) == (None, None, {})
+    # SmolVLA's goal names `selective`: not timed, nothing to judge, however fast the best is
     (s,) = _summaries("smolvla", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
-    assert (s.meets_vs_eager, s.goal_x_floor, s.meets_x_floor) == (True, None, None)
+    assert (s.goal_plan, s.meets_vs_eager, s.goal_x_floor, s.meets_x_floor) == (
+        "selective", None, None, None)  # fmt: skip
+    kept = LatencyRow("checkpoint (malloc kept)", "PyTorch", "fp32", 2, 0.8, 0.8, 0.8, 1.0, 1.0,
+                      1.0, malloc="kept")  # fmt: skip
+    selective = _row("bundle_selective", "ONNX Runtime", 2, 0.25, 3.0)
+    with_selective = [*rows, kept, selective]
+    (s,) = _summaries("smolvla", LatencyBenchResult(with_selective, 3, 1, "here"),
+                      {**plan_of, "bundle_selective": "selective"}, errors)  # fmt: skip
+    assert (s.best_plan, s.meets_vs_eager) == ("int8-static-all", False)  # selective: 4x < 4.7x
+    assert s.eager_p50_s == 1.0 and s.eager_kept_p50_s == 0.8  # the kept row is no plan
+    assert s.plans_vs_eager["selective"] == 4.0
+    assert s.plans_vs_eager_kept["selective"] == pytest.approx(3.2)
+    assert s.best_vs_eager_kept == pytest.approx(4.0)
     rows[3].p50_s = 0.4  # now int8-all is the best: 3.3x, 4x the floor
     (s,) = _summaries("act", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
     assert (s.best_plan, s.meets_vs_eager, s.meets_x_floor) == ("int8-all", False, False)

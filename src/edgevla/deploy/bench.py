@@ -21,6 +21,17 @@ The floor (edgevla.deploy.floor): each stage's FLOPs counted from its graph over
 GEMM peak measured at the row's thread count; "x floor" = measured p50 / floor. The PyTorch row
 gets the FLOPs of a bundle in the same run exported from the same checkpoint (at the fp32 peak).
 p99 of fewer than ~100 calls is close to the slowest call.
+
+PyTorch's memory (`pytorch_malloc`). PyTorch asks the C library for every tensor and frees it
+after use. glibc maps each buffer above 32 MB fresh from the kernel and unmaps it on free, so
+a model with large activations pays, on every call, the kernel zero-filling those pages again;
+ONNX Runtime keeps its activations in an arena. Measured on the full-size SmolVLA, 2 threads,
+7 calls: 1.66 M minor page faults and 2.1-5.8 s of kernel time per call, calls of 4.5-8.5 s.
+With freed memory kept in the process (mallopt M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2**31 - 1,
+the same as MALLOC_MMAP_MAX_=0 in the environment): no faults, 3.5 s every call. On the shipped
+ACT (small activations) both are 14 ms. So the PyTorch checkpoint is timed both ways, as two
+rows: "system" (what a user gets by default, the paper's baseline and `vs_pytorch`) and "kept"
+(`vs_pytorch_kept`, the stricter baseline). "kept" needs glibc; elsewhere it is left out.
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 
 MIB = 2**20
 PERCENTILES = (50, 90, 99)
+MALLOC_MODES = ("system", "kept")
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,9 @@ class LatencyBenchConfig:
     PyTorch anywhere in 5.4-6.4x"""
     plot: Path | None = None
     """write a PNG bar chart of per-stage p50 per row, with the floor, here"""
+    pytorch_malloc: tuple[str, ...] = MALLOC_MODES
+    """how the PyTorch rows get memory: system (the C library's default) and/or kept (freed
+    memory stays in the process; glibc only): see the module docstring"""
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, int):
@@ -66,6 +82,12 @@ class LatencyBenchConfig:
         if (self.calls < 1 or self.rounds < 1 or self.warmup < 0 or not self.threads
                 or min(self.threads) < 1):  # fmt: skip
             raise BadInput("--calls, --rounds and --threads must be >= 1, --warmup >= 0")
+        if isinstance(self.pytorch_malloc, str):
+            object.__setattr__(self, "pytorch_malloc", (self.pytorch_malloc,))
+        bad = [m for m in self.pytorch_malloc if m not in MALLOC_MODES]
+        if bad or not self.pytorch_malloc:
+            raise BadInput(f"must be {' and/or '.join(MALLOC_MODES)}, got {list(self.pytorch_malloc)}",
+                           field="--pytorch-malloc")  # fmt: skip
         if self.plot is not None and Path(self.plot).suffix.lower() != ".png":
             raise BadInput(f"must end in .png, got {self.plot}", field="--plot")
         for b in self.bundles:
@@ -105,6 +127,10 @@ class LatencyRow:
     """GEMM/conv nodes whose shapes stayed unknown: left out of flops (the floor is then lower)"""
     vs_pytorch: float | None = None
     """PyTorch's p50 at the same thread count / this p50 (None without --checkpoint)"""
+    malloc: str | None = None
+    """PyTorch rows: system | kept (see the module docstring); None for bundles"""
+    vs_pytorch_kept: float | None = None
+    """as vs_pytorch, against PyTorch with freed memory kept (None where it was not timed)"""
 
 
 @dataclass
@@ -137,6 +163,8 @@ class _Target:
     call_flops: dict[str, float] | None = None
     source: str = ""
     """the checkpoint a bundle was exported from (its manifest's)"""
+    malloc: str | None = None
+    """PyTorch: system | kept"""
 
 
 def _time(fn, calls: int, warmup: int) -> np.ndarray:
@@ -163,7 +191,10 @@ def bench_latency(
 
     targets = [_bundle_target(Path(b)) for b in config.bundles]
     if config.checkpoint is not None:
-        targets.insert(0, _checkpoint_target(Path(config.checkpoint), targets))
+        modes = [m for m in config.pytorch_malloc if m == "system" or can_keep_freed_memory()]
+        if not modes:
+            raise BadInput("--pytorch-malloc kept needs glibc (Linux); use system")
+        targets[:0] = [_checkpoint_target(Path(config.checkpoint), targets, m) for m in modes]
     observations = {
         hw: sim_observations(SimpleNamespace(image_hw=hw), 1)[0]
         for hw in dict.fromkeys(t.image_hw for t in targets)
@@ -179,14 +210,15 @@ def bench_latency(
                 target = targets[i]
                 progress(ProgressEvent("latency", done, total, f"{target.folder.name} x{threads}"))
                 job = (target.kind, str(target.folder), threads, observations[target.image_hw],
-                       config.calls, config.warmup)  # fmt: skip
+                       config.calls, config.warmup, target.malloc)  # fmt: skip
                 _pool_into(pooled.setdefault((threads, i), {}), pool.submit(_measure, *job).result())  # fmt: skip
                 done += 1
     progress(ProgressEvent("latency", total, total, "done"))
     rows = [_row(targets[i], threads, pooled[threads, i], peaks[threads]) for threads, i in keys]
     for row in rows:
-        ref = next((r for r in rows if r.format == "PyTorch" and r.threads == row.threads), None)
-        row.vs_pytorch = None if ref is None else ref.p50_s / row.p50_s
+        for attr, malloc in (("vs_pytorch", "system"), ("vs_pytorch_kept", "kept")):
+            ref = next((r for r in rows if r.malloc == malloc and r.threads == row.threads), None)
+            setattr(row, attr, None if ref is None else ref.p50_s / row.p50_s)
     machine = f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores"
     result = LatencyBenchResult(rows, config.calls, config.warmup, " ".join(machine.split()),
                                 config.rounds, [peaks[n] for n in config.threads])  # fmt: skip
@@ -231,14 +263,14 @@ def _bundle_target(folder: Path) -> _Target:
     return target
 
 
-def _checkpoint_target(folder: Path, bundles: list[_Target]) -> _Target:
+def _checkpoint_target(folder: Path, bundles: list[_Target], malloc: str = "system") -> _Target:
     """PyTorch eager: its FLOPs are those of a bundle exported from it, if one is timed too."""
     from edgevla.policies.checkpoint import WEIGHTS_FILE, Checkpoint
 
     ckpt = Checkpoint.open(folder)
     ckpt.require_stats()
     target = _Target("pytorch", folder, "PyTorch", "fp32", tuple(ckpt.config.camera_hw),
-                     (folder / WEIGHTS_FILE).stat().st_size / MIB)  # fmt: skip
+                     (folder / WEIGHTS_FILE).stat().st_size / MIB, malloc=malloc)  # fmt: skip
     for b in bundles:
         if b.source and Path(b.source).resolve() == folder.resolve() and b.call_flops is not None:
             target.call_flops = {"fp32_flops": sum(b.call_flops.values()), "int8_flops": 0.0}
@@ -249,11 +281,13 @@ def _checkpoint_target(folder: Path, bundles: list[_Target]) -> _Target:
 def _row(target: _Target, threads: int, measured: dict, peak: dict) -> LatencyRow:
     p50, p90, p99 = (float(x) for x in np.percentile(measured["times"], PERCENTILES))
     stages = {name: np.percentile(t, PERCENTILES) for name, t in measured["stages"].items()}
-    row = LatencyRow(target.folder.name, target.format, target.precision, threads, p50, p90, p99,
+    name = target.folder.name + (" (malloc kept)" if target.malloc == "kept" else "")
+    row = LatencyRow(name, target.format, target.precision, threads, p50, p90, p99,
                      measured["rss_mb"], measured["rss_process_mb"], target.disk_mb,
                      {k: float(v[0]) for k, v in stages.items()},
                      {k: float(v[1]) for k, v in stages.items()},
-                     {k: float(v[2]) for k, v in stages.items()}, dict(target.stage_runs))  # fmt: skip
+                     {k: float(v[2]) for k, v in stages.items()}, dict(target.stage_runs),
+                     malloc=target.malloc)  # fmt: skip
     if target.call_flops is not None:
         row.flops = sum(target.call_flops.values())
         row.floor_s = floor_s(target.call_flops, peak)
@@ -291,9 +325,31 @@ def _peak_kib() -> int:
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
 
 
-def _measure(kind: str, folder: str, threads: int, observation: dict, calls: int, warmup: int) -> dict:  # fmt: skip
+def can_keep_freed_memory() -> bool:
+    """Whether this process's C library is glibc, whose mallopt keep_freed_memory sets."""
+    import platform
+
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def keep_freed_memory() -> None:
+    """From here on, glibc keeps what is freed in the process for the next allocation instead
+    of unmapping it (no buffer is mmap'ed, the heap top is never trimmed below 2 GiB), as an
+    arena does. Call before the large allocations; glibc only."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
+        raise RuntimeError("glibc's mallopt refused M_MMAP_MAX / M_TRIM_THRESHOLD")
+
+
+def _measure(kind: str, folder: str, threads: int, observation: dict, calls: int, warmup: int,
+             malloc: str | None = None) -> dict:  # fmt: skip
     """One row, in a fresh process: import, mark memory, load the runner, time it."""
     import gc
+
+    if malloc == "kept":
+        keep_freed_memory()
 
     if kind == "pytorch":
         import torch
