@@ -59,7 +59,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevla.deploy.bench import LatencyBenchConfig, LatencyBenchResult, bench_latency
+from edgevla.deploy.bench import (
+    MALLOC_MODES,
+    LatencyBenchConfig,
+    LatencyBenchResult,
+    bench_latency,
+)
 from edgevla.errors import BadInput
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
 
@@ -98,7 +103,7 @@ class PaperBenchConfig:
     plot: Path | None = None
     rounds: int = 1
     """as LatencyBenchConfig.rounds"""
-    pytorch_malloc: tuple[str, ...] = ("system", "kept")
+    pytorch_malloc: tuple[str, ...] = MALLOC_MODES
     """as LatencyBenchConfig.pytorch_malloc"""
     calibration_observations: int = CALIBRATION_OBSERVATIONS
     eval_observations: int = 2
@@ -434,23 +439,18 @@ def _summaries(policy: str, latency: LatencyBenchResult, plan_of: dict[str, str]
         fp32 = next((r for r in fp32s if plan_of[r.name] == "fp32"), fp32s[0])  # split first
         plans = [r for r in rows if r.format != "PyTorch" and not _is_fp32(plan_of.get(r.name))]
         best = min(plans, key=lambda r: r.p50_s, default=None)
-        speedup = None if best is None else eager.p50_s / best.p50_s
-        x_floor = None if best is None else best.x_floor
         plan = None if best is None else plan_of[best.name]
-        summary = PaperSummary(
+        vs_eager = {plan_of[r.name]: eager.p50_s / r.p50_s for r in plans}
+        vs_kept = {} if kept is None else {plan_of[r.name]: kept.p50_s / r.p50_s for r in plans}
+        x_floor = None if best is None else best.x_floor
+        goal_plan = GOAL_PLANS.get(policy)
+        judged = vs_eager.get(goal_plan if goal_plan is not None else plan)
+        out.append(PaperSummary(
             threads, eager.p50_s, fp32.p50_s, eager.p50_s / fp32.p50_s, plan,
-            None if best is None else best.p50_s, speedup, x_floor,
+            None if best is None else best.p50_s, vs_eager.get(plan), x_floor,
             action_error.get(plan, {}).get("max"), goal_speedup, goal_floor,
-            None if speedup is None else speedup >= goal_speedup,
-            None if goal_floor is None or x_floor is None else x_floor <= goal_floor)  # fmt: skip
-        summary.plans_vs_eager = {plan_of[r.name]: eager.p50_s / r.p50_s for r in plans}
-        summary.goal_plan = GOAL_PLANS.get(policy)
-        if summary.goal_plan is not None:
-            named = summary.plans_vs_eager.get(summary.goal_plan)
-            summary.meets_vs_eager = None if named is None else named >= goal_speedup
-        if kept is not None:
-            summary.eager_kept_p50_s = kept.p50_s
-            summary.best_vs_eager_kept = None if best is None else kept.p50_s / best.p50_s
-            summary.plans_vs_eager_kept = {plan_of[r.name]: kept.p50_s / r.p50_s for r in plans}
-        out.append(summary)
+            None if judged is None else judged >= goal_speedup,
+            None if goal_floor is None or x_floor is None else x_floor <= goal_floor,
+            goal_plan, None if kept is None else kept.p50_s, vs_kept.get(plan), vs_eager,
+            vs_kept))  # fmt: skip
     return out
