@@ -133,6 +133,12 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys) -> None:
     assert main(["bench", "latency", "--paper-config", "smolvla", "--out", str(out),
                  "--layouts", "single"]) == 2  # fmt: skip
     assert "--layouts: smolvla exports as split, got ['single']" in capsys.readouterr().err
+    assert main(["bench", "latency", "--paper-config", "act", "--out", str(out),
+                 "--pytorch-malloc", "kept"]) == 2  # fmt: skip
+    assert (
+        "--pytorch-malloc: the goals compare with PyTorch as users run it"
+        in capsys.readouterr().err
+    )
     assert not out.exists()
     assert PaperBenchConfig("smolvla", out).plans == ("int8-all", "selective-dynamic", "selective")
     assert PaperBenchConfig("act", out).layouts == ("split", "single")

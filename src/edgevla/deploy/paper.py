@@ -133,6 +133,9 @@ class PaperBenchConfig:
                                field="--plans")  # fmt: skip
             if plan.endswith((".yaml", ".yml", ".json")) and not Path(plan).is_file():
                 raise BadInput("plan file not found", path=plan, field="--plans")
+        if "system" not in self.pytorch_malloc:
+            raise BadInput("the goals compare with PyTorch as users run it: include system "
+                           "(kept alone is no baseline here)", field="--pytorch-malloc")  # fmt: skip
         if self.calibration_observations < 1 or self.eval_observations < 1:
             raise BadInput("calibration and eval observations must be >= 1")
         # the timing's own checks (threads, calls, plot) before any work
