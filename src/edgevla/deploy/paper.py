@@ -436,7 +436,7 @@ def _summaries(policy: str, latency: LatencyBenchResult, plan_of: dict[str, str]
     out = []
     for threads in dict.fromkeys(r.threads for r in latency.rows):
         rows = [r for r in latency.rows if r.threads == threads]
-        eager = next(r for r in rows if r.format == "PyTorch" and r.malloc != "kept")
+        eager = next(r for r in rows if r.format == "PyTorch" and r.malloc == "system")
         kept = next((r for r in rows if r.format == "PyTorch" and r.malloc == "kept"), None)
         fp32s = [r for r in rows if _is_fp32(plan_of.get(r.name))]
         fp32 = next((r for r in fp32s if plan_of[r.name] == "fp32"), fp32s[0])  # split first
