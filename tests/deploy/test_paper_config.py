@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from edgevla.cli import main
+from edgevla.commands.bench_latency import show_paper
 from edgevla.deploy.bench import LatencyBenchResult, LatencyRow
 from edgevla.deploy.paper import (
     BuiltBy,
     PaperBenchConfig,
+    PaperBenchResult,
     _summaries,
     code_fingerprint,
     paper_checkpoint,
@@ -68,7 +70,9 @@ def _row(name: str, fmt: str, threads: int, p50: float, x_floor: float | None) -
                       malloc=malloc)  # fmt: skip
 
 
-def test_the_best_plan_is_the_fastest_quantised_bundle_against_the_goals() -> None:
+def test_the_best_plan_is_the_fastest_quantised_bundle_against_the_goals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     rows = [_row("checkpoint", "PyTorch", 2, 1.0, 20.0),
             _row("bundle_fp32", "ONNX Runtime", 2, 0.5, 10.0),
             _row("bundle_int8-all", "ONNX Runtime", 2, 0.3, 4.0),
@@ -87,6 +91,10 @@ def test_the_best_plan_is_the_fastest_quantised_bundle_against_the_goals() -> No
     assert (s.meets_vs_eager, s.meets_x_floor) == (True, True)
     assert s.plans_vs_eager == {"int8-all": pytest.approx(1 / 0.3), "int8-static-all": 5.0}
     assert (s.eager_kept_p50_s, s.best_vs_eager_kept, s.plans_vs_eager_kept) == (None, None, {})
+    # the paper's ratio is over its ONNX FP32 export: each plan over our fp32 bundle beside it
+    assert s.plans_vs_fp32_bundle == {"int8-all": pytest.approx(0.5 / 0.3),
+                                      "int8-static-all": pytest.approx(2.5)}  # fmt: skip
+    assert s.paper_vs_onnx_fp32 == pytest.approx(2.86 / 0.32)
     # SmolVLA's goal names `selective`: not timed, nothing to judge, however fast the best is
     (s,) = _summaries("smolvla", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
     assert (s.goal_plan, s.meets_vs_eager, s.goal_x_floor, s.meets_x_floor) == (
@@ -102,6 +110,13 @@ def test_the_best_plan_is_the_fastest_quantised_bundle_against_the_goals() -> No
     assert s.plans_vs_eager["selective"] == 4.0
     assert s.plans_vs_eager_kept["selective"] == pytest.approx(3.2)
     assert s.best_vs_eager_kept == pytest.approx(4.0)
+    # printed under the table: the paper's ratio, over its ONNX FP32 export, beside ours
+    show_paper(PaperBenchResult("smolvla", "DIR", {"parameters": 4e8, "cameras": ["top"],
+                                                    "image_hw": [512, 512]}, {}, errors, [],
+                                [s], LatencyBenchResult(with_selective, 3, 1, "here")))  # fmt: skip
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the paper's ratio is over its ONNX FP32 export (4.7x)" in out
+    assert "selective 2.0x" in out  # 0.5 s fp32 bundle / 0.25 s
     rows[3].p50_s = 0.4  # now int8-all is the best: 3.3x, 4x the floor
     (s,) = _summaries("act", LatencyBenchResult(rows, 3, 1, "here"), plan_of, errors)
     assert (s.best_plan, s.meets_vs_eager, s.meets_x_floor) == ("int8-all", False, False)

@@ -129,6 +129,12 @@ def show_paper(result) -> None:
             "best ms", "best vs eager (/ kept)", "best x floor", "best max error",
             "goal vs eager", "goal x floor"]  # fmt: skip
     console.print(table("eager fp32 vs fp32 bundle vs the best plan", cols, rows))
+    for s in result.summary:
+        if s.paper_vs_onnx_fp32 is not None and s.plans_vs_fp32_bundle:
+            ours = ", ".join(f"{p} {_x(v)}" for p, v in s.plans_vs_fp32_bundle.items())
+            console.print(f"the paper's ratio is over its ONNX FP32 export "
+                          f"({_x(s.paper_vs_onnx_fp32)}); over the fp32 bundle here, "
+                          f"{s.threads} thread(s): {ours}")  # fmt: skip
     errors = ", ".join(f"{p} {e['max']:.3g}" for p, e in result.action_error.items())
     if errors:
         console.print(f"max |action - fp32 bundle action| (rad): {errors}")

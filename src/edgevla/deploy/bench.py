@@ -30,7 +30,7 @@ ONNX Runtime keeps its activations in an arena. Measured on the full-size SmolVL
 With freed memory kept in the process (mallopt M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2**31 - 1,
 the same as MALLOC_MMAP_MAX_=0 in the environment): no faults, 3.5 s every call. On the shipped
 ACT (small activations) both are 14 ms. So the PyTorch checkpoint is timed both ways, as two
-rows: "system" (what a user gets by default, the paper's baseline and `vs_pytorch`) and "kept"
+rows: "system" (what a user gets by default, the issue's baseline and `vs_pytorch`) and "kept"
 (`vs_pytorch_kept`, the stricter baseline). "kept" needs glibc; elsewhere it is left out.
 """
 
