@@ -70,6 +70,8 @@ def test_two_writers_racing_end_with_one_dataset_and_one_clear_error(
 def test_unwritable_parent_is_refused_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the file system's refusal injected: a chmod 555 folder would do it only for a non-root
+    # user, and this machine and CI run as root (a test that always skipped here was removed)
     def refuse(path: Path, obj: object) -> None:
         raise PermissionError(errno.EROFS, "Read-only file system", str(path))
 
@@ -77,19 +79,6 @@ def test_unwritable_parent_is_refused_and_leaves_nothing(
     with pytest.raises(BadInput, match="not writable"):
         LeRobotDatasetWriter.create(tmp_path / "ds")
     assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_parent_is_refused(tmp_path: Path) -> None:
-    parent = tmp_path / "ro"
-    parent.mkdir()
-    parent.chmod(0o555)
-    try:
-        with pytest.raises(BadInput, match="not writable"):
-            LeRobotDatasetWriter.create(parent / "ds")
-        assert list(parent.iterdir()) == []
-    finally:
-        parent.chmod(0o755)
 
 
 def test_a_killed_create_is_cleaned_up_by_the_next(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ fresh process, size on disk, FLOPs and the floor, --json and --plot."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -105,8 +106,12 @@ def test_kept_memory_spares_the_kernel_refilling_large_buffers() -> None:
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
         system = pool.submit(_page_faults_of_reallocating, False).result()
         kept = pool.submit(_page_faults_of_reallocating, True).result()
-    assert system > 5 * 10_000  # each 64 MB round: 16384 pages faulted in again
-    assert kept < 1_000
+    # each 64 MB round faults its pages in again: 16384 of 4 KB, or 32 of 2 MB where the kernel
+    # backs every mapping with huge pages (transparent_hugepage "always"; "madvise" here)
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    huge = thp.exists() and "[always]" in thp.read_text()
+    assert system >= 5 * (32 if huge else 16_384) * 0.9
+    assert kept * 10 < system
 
 
 def test_bad_arguments_are_one_line_before_any_work(bundle, tmp_path, capsys) -> None:

@@ -103,7 +103,7 @@ def test_realtime_clock_reports_tick_timing(bundle, tiny_plan, tmp_path) -> None
     assert episode.worker not in (None, os.getpid())
     c = episode.control
     assert c.ticks == 18 and c.fps == 60  # 0.3 s at the bundle's rate
-    assert 0 <= c.tick_jitter_p50_s <= c.tick_jitter_p99_s and c.deadline_misses >= 0
+    assert 0 <= c.tick_jitter_p50_s <= c.tick_jitter_p99_s and 0 <= c.deadline_misses <= c.ticks
     assert c.inference_count >= 1 and c.success is False  # 0.3 s is too short for the task
     s = result.modes["async"].summary
     assert s["clock"] == "realtime" and s["latency_p99_s"] >= s["latency_p50_s"] > 0

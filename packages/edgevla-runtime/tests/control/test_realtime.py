@@ -33,7 +33,9 @@ def test_realtime_runs_and_shuts_down(make_env, make_runner) -> None:
     assert result.error is None
     assert len(env.commands) == 30 and result.ticks == 30
     assert result.inference_count >= 1 and result.idle_ticks < 30
-    assert result.duration_s == pytest.approx(0.3, abs=0.25)
+    # wall time: tick 29 is not started before 0.29 s (the loop waits for each tick); a loaded
+    # machine only makes it later, a hang by seconds
+    assert 0.29 <= result.duration_s < 3.0
     assert clock.thread is not None and not clock.thread.is_alive()
 
 
