@@ -1,11 +1,13 @@
 """The training loop: resume is bit-for-bit, a tiny policy learns, bad input is refused."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from edgevla.errors import BadInput
 from edgevla.policies.factory import load_policy
 from edgevla.train.config import TrainConfig
 from edgevla.train.loop import TrainingError, batch_indices, train
@@ -80,6 +82,34 @@ def test_existing_run_needs_resume(tiny_recording, tmp_path):
     train(_cfg(ds, tmp_path / "r", steps=3))
     with pytest.raises(FileExistsError, match="--resume"):
         train(_cfg(ds, tmp_path / "r", steps=3))
+
+
+def test_resume_with_another_network_is_refused_naming_the_fields(tiny_recording, tmp_path):
+    """The run's network and the one this call builds differ: one BadInput naming the fields
+    and how the run began, not PyTorch's screen of missing keys; the run is untouched."""
+    _, ds = tiny_recording
+    train(_cfg(ds, tmp_path / "r", steps=3))
+    with pytest.raises(BadInput, match=r"chunk_size 10 -> 20.*--preset tiny --overrides \(none\)"):
+        train(_cfg(ds, tmp_path / "r", steps=6, resume=True, overrides=("chunk_size=20",)))
+    assert last_checkpoint(tmp_path / "r")[0] == 3
+    result = train(_cfg(ds, tmp_path / "r", steps=3, resume=True))  # already there: said so
+    assert any("already at step 3 (>= --steps 3): nothing to train" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("chunk_sise=20", "act has no config field 'chunk_sise'; did you mean chunk_size?"),
+        ("chunk_size=abc", "chunk_size='abc' must be an int (the preset has 10)"),
+        ("chunk_size=-5", "chunk_size=-5 refused by the act config: chunk_size must be"),
+    ],
+)
+def test_bad_overrides_are_refused_before_training(override, says, tiny_recording, tmp_path):
+    _, ds = tiny_recording
+    with pytest.raises(BadInput, match=re.escape(says)) as refused:
+        train(_cfg(ds, tmp_path / "o", overrides=(override,)))
+    assert str(refused.value).startswith("--overrides: ")
+    assert last_checkpoint(tmp_path / "o") is None
 
 
 def test_tiny_act_overfits(tiny_recording, tmp_path):

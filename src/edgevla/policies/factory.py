@@ -14,7 +14,10 @@ load_pretrained_parts(policy), vision_part() and lerobot_incompatibilities().
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -71,10 +74,46 @@ def load_policy(folder: str | Path, expected_type: str | None = None) -> Any:
     return Checkpoint.open(folder, expected_type).load_policy()
 
 
+ROBOT_FIELDS = ("cameras", "image_hw", "state_dim", "action_dim")
+
+
 def preset_config(policy_type: str, name: str, **kwargs: Any) -> Any:
     """The `edgevla train --preset NAME` config of a policy for a robot: kwargs are cameras,
-    image_hw, state_dim, action_dim and any config field to override."""
+    image_hw, state_dim, action_dim and any config field to override (`--overrides`).
+
+    An override is checked before the config is built: a field the config does not have is
+    refused with the nearest names, a text where the preset holds a number or a flag (JSON
+    values: 50, 1e-4, true) is refused, and whatever the config's own checks refuse is said as
+    the override's fault, all as BadInput on --overrides rather than a TypeError from inside."""
     presets = config_module(policy_type).PRESETS
     if name not in presets:
         raise ValueError(f"unknown {policy_type} preset {name!r}; choose one of {sorted(presets)}")
-    return presets[name](**kwargs)
+    robot = {k: v for k, v in kwargs.items() if k in ROBOT_FIELDS}
+    overrides = {k: v for k, v in kwargs.items() if k not in ROBOT_FIELDS}
+    if not overrides:
+        return presets[name](**robot)
+    fields = {f.name for f in dataclasses.fields(config_class(policy_type))}
+    for key in overrides:
+        if key not in fields:
+            near = difflib.get_close_matches(key, sorted(fields), n=3)
+            hint = f"did you mean {', '.join(near)}?" if near else "see a checkpoint's config.json"
+            raise BadInput(
+                f"{policy_type} has no config field {key!r}; {hint}", field="--overrides"
+            )
+    base = presets[name](**robot)
+    for key, value in overrides.items():
+        default = getattr(base, key)
+        if isinstance(default, (bool, int, float)) and not isinstance(value, (bool, int, float)):
+            raise BadInput(f"{key}={value!r} must be {_a(type(default).__name__)} (the preset has "
+                           f"{default!r}); values are JSON, e.g. {key}={json.dumps(default)}",
+                           field="--overrides")  # fmt: skip
+    try:
+        return presets[name](**robot, **overrides)
+    except (TypeError, ValueError) as e:
+        given = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+        raise BadInput(f"{given} refused by the {policy_type} config: {e}",
+                       field="--overrides") from e  # fmt: skip
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun

@@ -29,6 +29,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.dataset.torch_dataset import ActionChunkDataset
 from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
-from edgevla.policies.checkpoint import TRAIN_INFO_FILE
+from edgevla.policies.checkpoint import TRAIN_INFO_FILE, LeRobotCompatibilityWarning
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import policy_class
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -315,6 +316,7 @@ def resume_from(
             f"{folder / STATE_FILE} cannot be read ({type(e).__name__}: {e}); move the folder "
             "away to resume from the checkpoint before it"
         ) from e
+    _check_same_network(cfg, folder, model)
     loaded = policy_class(cfg.policy).from_pretrained(folder)
     # With an EMA the checkpoint's model is the average; the raw weights are in the state.
     model.policy.load_state_dict(state.get("raw_model") or loaded.state_dict())
@@ -334,6 +336,34 @@ def resume_from(
     wall_before = _wall_time_so_far(out, state, start)
     run_folder.truncate_log(out, start, notes.append)
     return start, wall_before
+
+
+def _check_same_network(cfg: TrainConfig, folder: Path, model: _Model) -> None:
+    """A resume builds the network from this call's --policy/--preset/--overrides: refuse, naming
+    the fields, when its parameters are not the checkpoint's (rather than PyTorch's screen of
+    missing and unexpected keys). Fields that change no parameter (a path, the lr) may differ."""
+    from safetensors import safe_open
+
+    from edgevla.policies.checkpoint import WEIGHTS_FILE, Checkpoint
+
+    with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
+        saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    asked = {k: tuple(v.shape) for k, v in model.policy.state_dict().items()}
+    if saved == asked:
+        return
+    was = Checkpoint.open(folder, expected_type=cfg.policy).config.to_json_dict()
+    now = model.policy.config.to_json_dict()
+    differ = [f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
+              if was.get(k) != now.get(k)]  # fmt: skip
+    first = run_folder.read_config(Path(cfg.out))
+    how = ("" if first is None else f" (it began as --preset {first.get('preset')} --overrides "
+           f"{' '.join(first.get('overrides') or []) or '(none)'})")  # fmt: skip
+    raise BadInput(
+        f"{folder.name} is not the network --preset {cfg.preset} builds: "
+        f"{'; '.join(differ) or 'the same config, other parameters'}; resume with the run's own "
+        f"--preset and --overrides{how}",
+        path=cfg.out,
+    )
 
 
 def check_time_left(cfg: TrainConfig, start: int, wall_before: float) -> None:
@@ -436,7 +466,16 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> TrainResult:
             start, wall_before = 0, 0.0
             start_fresh(cfg, data, model, lock)
         check_time_left(cfg, start, wall_before)
-        result = _steps(cfg, data, model, start, wall_before, report)
+        if start >= cfg.steps:
+            notes.append(f"{out} is already at step {start} (>= --steps {cfg.steps}): nothing "
+                         "to train; raise --steps to continue")  # fmt: skip
+        # a checkpoint LeRobot cannot load is said once, before training, not at every save
+        # (Python's once-filters forget whenever a library touches the filters, as torch does)
+        for reason in model.policy.config.lerobot_incompatibilities():
+            warnings.warn(reason, LeRobotCompatibilityWarning, stacklevel=2)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=LeRobotCompatibilityWarning)
+            result = _steps(cfg, data, model, start, wall_before, report)
     finally:
         lock.release()
     result.notes = notes + result.notes

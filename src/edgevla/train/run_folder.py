@@ -194,6 +194,15 @@ def best_checkpoint(run: str | Path) -> Path | None:
 # --- the log ---
 
 
+def read_config(run: str | Path) -> dict[str, Any] | None:
+    """The run's first TrainConfig as written (None if missing or unreadable: it only informs)."""
+    try:
+        obj = json.loads((Path(run) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def log_path(run: str | Path) -> Path:
     return Path(run) / LOG_FILE
 
