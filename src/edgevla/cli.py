@@ -86,6 +86,46 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     return f"warning: {message}\n"
 
 
+BOX_CHARS = "╭╮╰╯│─━┃┏┓┗┛"
+
+
+def parse_args(args_class, rest: list[str], name: str, description: str):
+    """tyro's parse of `rest` into `args_class`, or None after one line on stderr.
+
+    tyro reports a refused argument (a value of the wrong type, a check in the Args'
+    __post_init__) as a framed box of 5-12 lines with the flag's help; a person and a log want
+    the one line every other error is. Its box is kept aside and said as `NAME: error: <what
+    tyro said> (NAME --help for the arguments)`; --help itself is printed as tyro prints it."""
+    import io
+    from contextlib import redirect_stderr
+
+    import tyro
+
+    said = io.StringIO()
+    try:
+        with redirect_stderr(said):
+            return tyro.cli(args_class, args=rest, prog=name, description=description)
+    except SystemExit as stop:
+        if not stop.code:  # --help
+            sys.stderr.write(said.getvalue())
+            raise
+        print(f"{name}: error: {_tyro_message(said.getvalue())} ({name} --help for the "
+              "arguments)", file=sys.stderr)  # fmt: skip
+        return None
+
+
+def _tyro_message(box: str) -> str:
+    """The words of tyro's error box, up to its help part, on one line."""
+    text = " ".join("".join(" " if c in BOX_CHARS else c for c in box).split())
+    for tail in ("Argument helptext:", "For full helptext", "For full help"):
+        text = text.split(tail, 1)[0]
+    text = text.strip()
+    for title in ("Value error", "Parsing error", "Invalid choice", "Required options"):
+        if text.startswith(title + " "):
+            text = text[len(title) + 1 :]
+    return text.removeprefix("Error parsing config: ").strip() or "arguments refused"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("EDGEVLA_DEBUG", "") not in ("", "0")
@@ -102,10 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     words, rest = found
     name = f"edgevla {' '.join(words)}"
     try:
-        import tyro
-
         module = load(words)
-        args = tyro.cli(module.Args, args=rest, prog=name, description=COMMANDS[words][1])
+        args = parse_args(module.Args, rest, name, COMMANDS[words][1])
+        if args is None:
+            return EXIT_BAD_INPUT
         return int(module.run(args) or 0)
     except BrokenPipeError:  # `edgevla ... | head`: the reader left; nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

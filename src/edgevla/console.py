@@ -61,10 +61,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-@contextmanager
-def progress(quiet: bool = False):
-    """A progress bar (on stderr, so --json output stays clean). Yields a rich Progress."""
-    p = Progress(
+def _progress(quiet: bool) -> Progress:
+    """A progress bar on stderr, so --json output stays clean."""
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -75,25 +74,29 @@ def progress(quiet: bool = False):
         disable=quiet,
         transient=False,
     )
-    with p:
-        yield p
 
 
 @contextmanager
 def progress_bar(quiet: bool = False):
     """A rich progress bar driven by domain code's ProgressEvents: yields a ProgressFn.
 
-    One bar per task name, created on its first event."""
+    One bar per task name, created on its first event. The bar starts with the first event: a
+    command refused before any work prints its one-line error alone, not after the blank line
+    an empty bar leaves on stderr when it stops."""
     from edgevla.progress import ProgressEvent
 
-    with progress(quiet) as bar:
-        tasks: dict[str, Any] = {}
+    bar = _progress(quiet)
+    tasks: dict[str, Any] = {}
 
-        def report(event: ProgressEvent) -> None:
-            if event.task not in tasks:
-                tasks[event.task] = bar.add_task(event.task, total=event.total, status="")
-            bar.update(
-                tasks[event.task], completed=event.done, total=event.total, status=event.status
-            )
+    def report(event: ProgressEvent) -> None:
+        if not tasks:
+            bar.start()
+        if event.task not in tasks:
+            tasks[event.task] = bar.add_task(event.task, total=event.total, status="")
+        bar.update(tasks[event.task], completed=event.done, total=event.total, status=event.status)
 
+    try:
         yield report
+    finally:
+        if tasks:
+            bar.stop()

@@ -66,3 +66,24 @@ def test_internal_error_is_one_line_exit_3(monkeypatch, capsys) -> None:
     assert main(["schedule", "--latency", "0.1"]) == 3
     err = capsys.readouterr().err.strip()
     assert "internal error: KeyError" in err and "--debug" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["plan", "--positions-per-cluster", "-1"], "positions_per_cluster must be >= 1"),
+        (["schedule", "--latency", "abc"], "--latency: could not convert string to float: 'abc'"),
+        (["schedule"], "--latency"),  # required, missing
+        (["schedule", "--latency", "1", "--bogus"], "--bogus"),
+        (["eval", "--modes", "foo"], "invalid choice 'foo' for argument '--modes'"),
+    ],
+)
+def test_arguments_refused_while_parsing_are_one_line(argv, says, capsys) -> None:
+    """tyro's framed error box (5-12 lines) becomes the one line every other error is."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"edgevla {argv[0]}: error: ") and says in err, err
+    assert err.endswith(f"(edgevla {argv[0]} --help for the arguments)")
+    assert not any(c in err for c in "╭│╰") and captured.out == ""
