@@ -156,3 +156,12 @@ def test_plan_command_writes_plan_and_figure(tmp_path, capsys):
     assert result["train_episodes"] == 120
     assert Plan.load(out).summary()["clusters"] == 11
     assert fig.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_summary_counts_orientations_as_the_audit_does() -> None:
+    """Position episodes only: one recovery per cluster (k = 0, always horizontal) used to tip
+    the plan's table to 21 / 11 where the audit of its recording said 11 / 11."""
+    plan = make_plan(PlanConfig(positions_per_cluster=2, recovery_per_cluster=1))
+    positions = [e for e in plan.episodes if e.kind == "position"]
+    assert plan.summary()["orientations"] == {"horizontal": len(positions) // 2,
+                                              "vertical": len(positions) // 2}  # fmt: skip

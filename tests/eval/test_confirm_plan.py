@@ -31,6 +31,8 @@ def test_auto_choice_is_confirmed_closed_loop(
     result = json.loads(capsys.readouterr().out)
     c = result["confirmation"]
     assert set(c["reference"]) == {"success_test", "success_val", "success_global"}
+    fp32_eval = json.loads((tmp_path / "auto.confirm" / "eval_fp32" / "results.json").read_text())
+    assert c["rollouts"] == fp32_eval["modes"]["async"]["n_global"]
     first = c["tried"][0]
     # the budget admits every candidate; the first tried is auto's choice, the fastest
     assert first["plan"] == result["plan"] == result["candidates"][0]["plan"]
@@ -104,6 +106,7 @@ def test_a_rejected_choice_is_replaced_by_the_next_candidate_that_holds(
     built, c = confirm_auto_plan(quantize, result, confirm)
 
     assert c.reference["success_global"] > 0.02  # the shipped ACT does the task here
+    assert c.rollouts == 1  # one position, one rollout: a failure costs all of Global
     assert [t["plan"] for t in c.tried] == [chosen, fallback]
     assert [t["accepted"] for t in c.tried] == [False, True]
     assert c.tried[0]["global_loss"] > 0.02

@@ -35,6 +35,7 @@ class Args:
     resume: bool = True
     """continue from the episodes already finished for the same settings"""
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def config(self) -> AsyncBenchConfig:
         return AsyncBenchConfig(

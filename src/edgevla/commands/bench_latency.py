@@ -34,6 +34,7 @@ class Args(LatencyBenchConfig):
     """with --paper-config: bundle layouts, each quantised with every plan: split (one graph per
     stage) and/or single (ACT as one graph); default act: split single, smolvla: split"""
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def __post_init__(self) -> None:
         """Checked when run() builds the config, so a bad value is one line (exit 2)."""

@@ -17,6 +17,7 @@ class Args(RobotsBenchConfig):
     worker processes, each its own session), and compare latency and success."""
 
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def __post_init__(self) -> None:
         """Checked when run() builds the config, so a bad value is one line (exit 2)."""

@@ -17,6 +17,7 @@ class Args:
     full_res: bool = False
     """also time LeRobot's default ACT at 480x640 (slow: one repeat)"""
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
 
 def run(args: Args) -> int:

@@ -15,6 +15,7 @@ class Args(TransportBenchConfig):
     """Time remote vs in-process predict_chunk on 127.0.0.1 (p50/p99), per image size and codec."""
 
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def __post_init__(self) -> None:
         """Checked when run() builds the config, so a bad value is one line (exit 2)."""

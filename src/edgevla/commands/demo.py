@@ -14,6 +14,7 @@ class Args(DemoConfig):
     """Run every built stage of the pipeline on small defaults."""
 
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
 
 def run(args: Args) -> int:

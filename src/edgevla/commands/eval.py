@@ -76,6 +76,7 @@ class Args:
     """continue from the episodes <out>/episodes.jsonl holds for the same settings
     (--no-resume runs them all again)"""
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def config(self) -> EvalConfig:
         return EvalConfig(

@@ -14,6 +14,7 @@ class Args(ExportConfig):
     """Export a checkpoint to a bundle folder: stages as ONNX, manifest.json, parity checked."""
 
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def __post_init__(self) -> None:
         """Checked when run() builds the ExportConfig, so a bad value is one line (exit 2)."""

@@ -33,6 +33,7 @@ class Args:
     out: Path | None = None
     """where open_loop.json and open_loop.png go (default: <checkpoint>/eval)"""
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def config(self) -> OpenLoopConfig:
         return OpenLoopConfig(

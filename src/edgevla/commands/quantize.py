@@ -40,6 +40,7 @@ class Args(QuantizeConfig):
     confirm_episode_time_s: float = 20.0
     """time limit of each confirmation episode (an episode not done by then is a failure)"""
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def __post_init__(self) -> None:
         """Checked when run() builds the QuantizeConfig, so a bad value is one line (exit 2)."""
@@ -117,8 +118,12 @@ def show(result) -> None:
         title = f"closed-loop confirmation ({c['episodes']} rollout(s) per position, tolerance {c['tolerance']})"
         console.print(table(title, cols, rows))
         if c["accepted"] is None:
+            step = c.get("rollouts")
+            grain = "" if not step else (f" (one failed rollout of {step} is {1 / step:.3f} of "
+                                         "Global)")  # fmt: skip
             console.print("no candidate within the budget held Global success; --out keeps auto's "
-                          "first choice: raise --budget, or use a named plan")  # fmt: skip
+                          f"first choice: raise --confirm-tolerance{grain}, --confirm-episodes "
+                          "or --budget, or use a named plan")  # fmt: skip
     if result.reduce_range:
         console.print(
             "int8 weights in 7 bits (--reduce-range): this CPU (x86-64 without VNNI) saturates "

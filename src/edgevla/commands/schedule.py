@@ -22,6 +22,7 @@ class Args:
     threshold: float = 0.2
     """chunk_size_threshold g in [0, 1]: request when g * chunk actions remain"""
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
 
 def budget_rows(check: BudgetCheck) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ class Args(SensitivityConfig):
     """Measure where quantisation error comes from, stage by stage (table, PNG, JSON)."""
 
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def __post_init__(self) -> None:
         """Checked when run() builds the config, so a bad value is one line (exit 2)."""

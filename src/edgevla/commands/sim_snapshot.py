@@ -14,6 +14,7 @@ class Args(SnapshotConfig):
     """Write PNGs of the camera views (and an expert rollout strip with --episode)."""
 
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
     def __post_init__(self) -> None:
         """Checked when run() builds the SnapshotConfig, so a bad value is one line (exit 2)."""

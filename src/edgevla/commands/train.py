@@ -22,6 +22,7 @@ class Args:
 
     config: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes]
     json: bool = False
+    """print one JSON object instead of tables (for scripts and CI)"""
 
 
 def run(args: Args) -> int:

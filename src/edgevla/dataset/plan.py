@@ -170,8 +170,10 @@ class Plan:
             "recovery_episodes": len(rec),
             "recovery_share": len(rec) / max(1, len(train)),
             "recovery_starts": by_start,
+            # over the position episodes (train and val), as the audit counts them
             "orientations": {
-                o: sum(e.orientation == o for e in self.episodes) for o in ORIENTATIONS
+                o: sum(e.orientation == o and e.kind == "position" for e in self.episodes)
+                for o in ORIENTATIONS
             },
             "eval_test": len(self.test),
             "eval_val": len(self.val),

@@ -162,13 +162,20 @@ def _as_recorded_today(calibration: dict[str, Any]) -> dict[str, Any]:
     return {**calibration, "plan_config": plan_config, "expert_noise": noise}
 
 
+# calibration fields that `edgevla record` sets from a flag: a mismatch names the flag
+CALIBRATION_FLAGS = {"scene.fps": "--fps", "scene.image_height": "--height",
+                     "scene.image_width": "--width", "expert_noise.std_rad": "--action-noise-rad"}  # fmt: skip
+
+
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
             out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
-    return [] if a == b else [f"{prefix.rstrip('.')}: recorded {a!r}, now {b!r}"]
+    name = prefix.rstrip(".")
+    name = f"{CALIBRATION_FLAGS[name]} ({name})" if name in CALIBRATION_FLAGS else name
+    return [] if a == b else [f"{name}: recorded {a!r}, now {b!r}"]
 
 
 def episode_metadata(
@@ -259,9 +266,9 @@ def record(config: RecordConfig, progress: ProgressFn | None = None) -> RecordRe
         if mismatch:
             writer.close()
             raise CalibrationMismatch(
-                f"{config.out} was recorded with another scene or plan; resuming would mix them:\n  "
-                + "\n  ".join(mismatch[:10])
-                + "\nResume with the same plan and settings, or record a new dataset (--out elsewhere)."
+                f"{config.out} was recorded with another scene or plan; resuming would mix them: "
+                + "; ".join(mismatch[:10])
+                + ". Resume with the same plan and settings, or record a new dataset (--out elsewhere)."
             )
     else:
         spec = DatasetSpec(

@@ -87,6 +87,8 @@ class Confirmation:
     """the plan now at --out; None: no candidate held Global within the tolerance"""
     tolerance: float = 0.02
     episodes: int = 1
+    rollouts: int | None = None
+    """rollouts behind each Global figure: one more failure costs 1 / rollouts of it"""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,13 +114,17 @@ def confirm_auto_plan(
                   workers=config.workers, noise_scale=config.noise_scale,
                   episode_time_s=config.episode_time_s, sets=config.sets, resume=False)  # fmt: skip
 
+    rollouts = []
+
     def success(bundle: Path, name: str) -> dict[str, float | None]:
         ev = evaluate(EvalConfig(checkpoint=bundle, out=work / f"eval_{name}", **common), progress)
         summary = ev.modes["async"].summary  # a set not evaluated (config.sets) reads None
+        rollouts.append(len(ev.modes["async"].episodes))
         return {k: None if summary[k] is None else float(summary[k]) for k in SUCCESS_KEYS}
 
     confirmation = Confirmation(success(Path(quantize.bundle), "fp32"),
-                                tolerance=config.tolerance, episodes=config.episodes)  # fmt: skip
+                                tolerance=config.tolerance, episodes=config.episodes,
+                                rollouts=rollouts[0])  # fmt: skip
     fits = [c for c in result.candidates if c["within_budget"]][: config.max_candidates]
     for i, candidate in enumerate(fits):
         chosen = candidate["plan"] == result.plan

@@ -155,6 +155,17 @@ class Checkpoint:
                 path=folder,
             )
         config_path = folder / CONFIG_FILE
+        if not config_path.exists() and (folder / "checkpoints").is_dir():  # `edgevla train --out`
+            raise BadInput(
+                f"is a training run, not a checkpoint: give {folder / 'best'}"
+                + (
+                    ""
+                    if (folder / "best").exists()
+                    else f" (after `edgevla select --run {folder}`)"
+                )
+                + f" or one of {folder / 'checkpoints'}/step-*",
+                path=folder,
+            )
         obj = read_json(
             config_path,
             "checkpoint config",

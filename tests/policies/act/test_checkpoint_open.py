@@ -344,3 +344,16 @@ def test_other_type_and_missing_folder(copy, tmp_path):
         Checkpoint.open(copy, expected_type="smolvla")
     with pytest.raises(BadInput, match="no such folder"):
         Checkpoint.open(tmp_path / "nowhere")
+
+
+def test_a_training_run_folder_points_to_its_checkpoints(tmp_path: Path) -> None:
+    """`eval --checkpoint runs/act` right after `train --out runs/act`: say which folder to give."""
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000010").mkdir(parents=True)
+    with pytest.raises(BadInput, match="is a training run, not a checkpoint") as refused:
+        Checkpoint.open(run)
+    assert f"{run / 'best'} (after `edgevla select --run {run}`)" in str(refused.value)
+    assert f"{run / 'checkpoints'}/step-*" in str(refused.value)
+    (run / "best").mkdir()
+    with pytest.raises(BadInput, match="give .*best or one of"):
+        Checkpoint.open(run)

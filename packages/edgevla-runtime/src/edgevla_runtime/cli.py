@@ -109,8 +109,23 @@ def _budget(b: dict[str, object]) -> str:
     return f"{_ms(b['latency_p95_s'])} vs {_ms(b['t_execution_s'])}, {verdict}"
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """Flags that must be positive, refused by their own name before anything loads."""
+    for flag, value in (("--seconds", args.seconds), ("--timeout", args.timeout),
+                        ("--fps", args.fps), ("--threads", args.threads)):  # fmt: skip
+        if value is not None and not value > 0:
+            raise ValueError(f"{flag} must be > 0, got {value:g}")
+    if not 1 <= args.jpeg_quality <= 95:
+        raise ValueError(f"--jpeg-quality must be in 1-95, got {args.jpeg_quality}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        check_numbers(args)
+    except ValueError as exc:
+        print(f"edgevla-runtime run: error: {exc}", file=sys.stderr)
+        return 2
     try:
         from edgevla_runtime.robot import Interrupted, drive, latency_budget, policy_fps
 

@@ -94,7 +94,8 @@ class RemoteRunner:
                 connect(self.url, open_timeout=self.timeout_s, max_size=wire.MAX_MESSAGE_BYTES)
             )
         except (OSError, TimeoutError) as e:
-            raise RemoteError(f"cannot reach the policy server at {self.url} ({e})") from None
+            raise RemoteError(f"cannot reach the policy server at {self.url} ({e}); is `edgevla "
+                              "serve --policy B --port P` running there?") from None  # fmt: skip
         except Exception as e:  # websockets' handshake errors
             raise RemoteError(f"policy server at {self.url} refused the connection ({e})") from None
         self._ws, self._stack = ws, stack

@@ -101,7 +101,8 @@ def audit_dataset(
     report_progress = progress or no_progress
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
-        raise BadInput("no dataset here: not a folder", path=dataset)
+        raise BadInput("no dataset here: not a folder; give the --out of `edgevla record`",
+                       path=dataset)  # fmt: skip
     t0 = time.perf_counter()
     data = load(dataset)
     findings: list[Finding] = []
