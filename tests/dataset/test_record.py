@@ -144,7 +144,7 @@ def test_saved_calibration_compares_equal_after_a_json_roundtrip(tmp_path):
     saved = _json.loads(_json.dumps(_calibration(SceneConfig(), plan, noisy)))
     assert _diff(_as_recorded_today(saved), _calibration(SceneConfig(), plan, noisy)) == []
     assert _diff(_as_recorded_today(saved), _calibration(SceneConfig(), plan, quiet)) == [
-        "expert_noise.std_rad: recorded 0.04, now 0.0"
+        "--action-noise-rad (expert_noise.std_rad): recorded 0.04, now 0.0"
     ]
     path = tmp_path / "old_plan.json"
     plan.save(path)

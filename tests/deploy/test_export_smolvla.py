@@ -112,6 +112,7 @@ def test_sensitivity_measures_each_stage_and_the_expert_step_by_step(
     assert saved["expert_steps"] == result.expert_steps
     # the worst stage opened layer by layer, and its noisiest layers form a valid plan entry
     assert result.layers and saved["layers"][0]["node"] == result.layers[0].node
+    assert all(r.noise_added > 0 for r in result.layers)  # only layers that add noise are listed
     from edgevla.deploy.quantize import resolve_plan
 
     entry = result.keep_fp32_plan()

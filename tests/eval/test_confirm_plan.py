@@ -34,6 +34,10 @@ def test_auto_choice_is_confirmed_closed_loop(
     fp32_eval = json.loads((tmp_path / "auto.confirm" / "eval_fp32" / "results.json").read_text())
     assert c["rollouts"] == fp32_eval["modes"]["async"]["n_global"]
     first = c["tried"][0]
+    # int4 applies to MatMul weights: the convolution trunk's int4 graph would repeat fp32's
+    plans = [cand["plan"] for cand in result["candidates"]]
+    assert not any(p["vision"] == "int4-weights" for p in plans)
+    assert any(p["transformer"] == "int4-weights" for p in plans) and len(plans) == 3 * 4
     # the budget admits every candidate; the first tried is auto's choice, the fastest
     assert first["plan"] == result["plan"] == result["candidates"][0]["plan"]
     loss = c["reference"]["success_global"] - first["success_global"]

@@ -550,13 +550,18 @@ def auto_plan(
     import itertools
 
     stages = fp32.manifest.stages
-    combos = list(itertools.product(PRECISIONS, repeat=len(stages)))
     candidates = []
     built = {}
     for i, (precision, stage) in enumerate(itertools.product(PRECISIONS, stages)):
         progress(ProgressEvent("auto plan: quantise", i, len(PRECISIONS) * len(stages),
                                f"{stage.name}: {precision}"))  # fmt: skip
         built[stage.name, precision] = build(stage, precision)
+    # int4 applies to MatMul weights: a stage without one (ACT's convolution trunk) comes out
+    # as its fp32 graph, a candidate that only repeats fp32's
+    options = [[p for p in PRECISIONS
+                if p != "int4-weights" or _has_op(built[s.name, p], "MatMulNBits")]
+               for s in stages]  # fmt: skip
+    combos = list(itertools.product(*options))
     with tempfile.TemporaryDirectory(prefix="auto_plan.") as tmp:
         for i, combo in enumerate(combos):
             plan = {s.name: p for s, p in zip(stages, combo, strict=True)}
@@ -577,6 +582,13 @@ def auto_plan(
     # fp32 everywhere has no error, so at least one candidate always fits the budget.
     fits = [c for c in candidates if c["within_budget"]]
     return fits[0]["plan"], candidates
+
+
+def _has_op(graph: Path, op_type: str) -> bool:
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    return any(n.op_type == op_type for n in model.graph.node)
 
 
 def variant_runner(

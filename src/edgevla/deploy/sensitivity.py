@@ -154,7 +154,11 @@ def sensitivity(config: SensitivityConfig, progress: ProgressFn = no_progress) -
         graph = source / stage.file  # int8 static quantises the prepared graph: compare to it
         if worst.precision == "int8-static":
             graph, _ = prepared_for_static(graph, Path(tmp))
-        layers = layer_errors(graph, build(stage, worst.precision), held_feeds)[: config.top_layers]
+        # only layers that add noise: a negative figure (the quantised layer happens to cancel
+        # some of its input's error) names nothing worth keeping in fp32
+        added = [r for r in layer_errors(graph, build(stage, worst.precision), held_feeds)
+                 if r.noise_added > 0]  # fmt: skip
+        layers = added[: config.top_layers]
     fp32_latency = stage_latencies(fp32, held_out[0], config.calls)
     fp32_rows = [SensitivityRow(s.name, "fp32", 0.0, 0.0, fp32_latency[s.name])
                  for s in manifest.stages]  # fmt: skip
