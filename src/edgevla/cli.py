@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -116,11 +117,19 @@ def parse_args(args_class, rest: list[str], name: str, description: str):
 
 def _tyro_message(box: str) -> str:
     """The words of tyro's error box, up to its help part, on one line."""
-    text = " ".join("".join(" " if c in BOX_CHARS else c for c in box).split())
+    box = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", box)  # colours (tyro adds them on a terminal)
+    words = "".join(" " if c in BOX_CHARS else c for c in box).split()
+    text = " ".join(w for w in words if w.strip("-"))  # rules drawn with '-' (non-UTF-8 out)
     for tail in ("Argument helptext:", "For full helptext", "For full help"):
         text = text.split(tail, 1)[0]
     text = text.strip()
-    for title in ("Value error", "Parsing error", "Invalid choice", "Required options"):
+    for title in (
+        "Value error",
+        "Parsing error",
+        "Invalid choice",
+        "Required options",
+        "Unrecognized options",
+    ):
         if text.startswith(title + " "):
             text = text[len(title) + 1 :]
     return text.removeprefix("Error parsing config: ").strip() or "arguments refused"

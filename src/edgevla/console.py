@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -87,16 +88,22 @@ def progress_bar(quiet: bool = False):
 
     bar = _progress(quiet)
     tasks: dict[str, Any] = {}
+    lock, closed = threading.Lock(), threading.Event()
 
     def report(event: ProgressEvent) -> None:
-        if not tasks:
-            bar.start()
-        if event.task not in tasks:
-            tasks[event.task] = bar.add_task(event.task, total=event.total, status="")
+        with lock:  # reports may come from worker threads; none restarts a closed bar
+            if closed.is_set():
+                return
+            if not tasks:
+                bar.start()
+            if event.task not in tasks:
+                tasks[event.task] = bar.add_task(event.task, total=event.total, status="")
         bar.update(tasks[event.task], completed=event.done, total=event.total, status=event.status)
 
     try:
         yield report
     finally:
-        if tasks:
-            bar.stop()
+        with lock:
+            closed.set()
+            if tasks:
+                bar.stop()

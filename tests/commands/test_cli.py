@@ -87,3 +87,21 @@ def test_arguments_refused_while_parsing_are_one_line(argv, says, capsys) -> Non
     assert err.startswith(f"edgevla {argv[0]}: error: ") and says in err, err
     assert err.endswith(f"(edgevla {argv[0]} --help for the arguments)")
     assert not any(c in err for c in "╭│╰") and captured.out == ""
+
+
+def test_tyro_box_on_a_terminal_or_in_ascii_is_one_clean_line() -> None:
+    """On a terminal tyro colours its box (even with stderr redirected), and where stdout is
+    not UTF-8 it draws the rules with '-': neither may leak into the one line."""
+    from edgevla.cli import _tyro_message
+
+    coloured = ("\x1b[31m╭─ Value error ─────╮\x1b[0m\n│ \x1b[1;31mError parsing --latency:\x1b[0m "
+                "could not convert string to float: 'abc' │\n│ ───── │\n│ Argument helptext: │\n"
+                "│     --latency FLOAT │\n╰───────╯")  # fmt: skip
+    assert _tyro_message(coloured) == (
+        "Error parsing --latency: could not convert string to float: 'abc'"
+    )
+    ascii_box = (
+        " Value error      \n ------------------ \n  Error parsing config: "
+        "positions_per_cluster must be >= 1  \n  ------------------\n"
+    )  # tyro's, latin-1
+    assert _tyro_message(ascii_box) == "positions_per_cluster must be >= 1"

@@ -96,12 +96,23 @@ def test_resume_with_another_network_is_refused_naming_the_fields(tiny_recording
     assert any("already at step 3 (>= --steps 3): nothing to train" in n for n in result.notes)
 
 
+def test_resume_from_a_damaged_weights_file_is_one_line(tiny_recording, tmp_path):
+    _, ds = tiny_recording
+    train(_cfg(ds, tmp_path / "r", steps=3))
+    weights = last_checkpoint(tmp_path / "r")[1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, not empty
+    with pytest.raises(BadInput, match="model.safetensors"):
+        train(_cfg(ds, tmp_path / "r", steps=6, resume=True))
+
+
 @pytest.mark.parametrize(
     ("override", "says"),
     [
         ("chunk_sise=20", "act has no config field 'chunk_sise'; did you mean chunk_size?"),
         ("chunk_size=abc", "chunk_size='abc' must be an int (the preset has 10)"),
         ("chunk_size=-5", "chunk_size=-5 refused by the act config: chunk_size must be"),
+        ("chunk_size=true", "chunk_size=True must be an int"),  # JSON true is an int in Python
+        ("image_hw=[64,64]", "image_hw comes from the dataset"),
     ],
 )
 def test_bad_overrides_are_refused_before_training(override, says, tiny_recording, tmp_path):

@@ -15,7 +15,7 @@ from edgevla_runtime.cli import main
         (["--seconds", "-3"], "--seconds must be > 0, got -3"),
         (["--timeout", "0"], "--timeout must be > 0"),
         (["--fps", "-30"], "--fps must be > 0"),
-        (["--threads", "0"], "--threads must be > 0"),
+        (["--threads", "-1"], "--threads must be >= 0 (0: ONNX Runtime's default)"),
         (["--jpeg-quality", "0"], "--jpeg-quality must be in 1-95"),
     ],
 )

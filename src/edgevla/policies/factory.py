@@ -103,7 +103,11 @@ def preset_config(policy_type: str, name: str, **kwargs: Any) -> Any:
     base = presets[name](**robot)
     for key, value in overrides.items():
         default = getattr(base, key)
-        if isinstance(default, (bool, int, float)) and not isinstance(value, (bool, int, float)):
+        # JSON true is a Python int too: a flag and a number are told apart first
+        if default is not None and (
+            isinstance(default, bool) != isinstance(value, bool)
+            or (isinstance(default, (int, float)) and not isinstance(value, (int, float)))
+        ):
             raise BadInput(f"{key}={value!r} must be {_a(type(default).__name__)} (the preset has "
                            f"{default!r}); values are JSON, e.g. {key}={json.dumps(default)}",
                            field="--overrides")  # fmt: skip

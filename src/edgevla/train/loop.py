@@ -346,8 +346,13 @@ def _check_same_network(cfg: TrainConfig, folder: Path, model: _Model) -> None:
 
     from edgevla.policies.checkpoint import WEIGHTS_FILE, Checkpoint
 
-    with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
-        saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    Checkpoint.open(folder, expected_type=cfg.policy)  # a damaged file: one line, naming it
+    try:
+        with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
+            saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:  # safetensors' own error type derives from Exception only
+        raise BadInput(f"cannot be read ({e}); move {folder.name} away to resume from the "
+                       "checkpoint before it", path=folder / WEIGHTS_FILE) from None  # fmt: skip
     asked = {k: tuple(v.shape) for k, v in model.policy.state_dict().items()}
     if saved == asked:
         return

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
+from edgevla.errors import BadInput
 from edgevla.policies.common.schedules import warmup_cosine
-from edgevla.policies.factory import preset_config
+from edgevla.policies.factory import ROBOT_FIELDS, preset_config
 from edgevla.train.config import TrainConfig
 
 __all__ = ["load_pretrained_parts", "make_optimizer", "policy_config", "warmup_cosine"]
@@ -25,6 +26,9 @@ def _parse_overrides(overrides: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in overrides:
         key, value = item.split("=", 1)
+        if key.strip() in ROBOT_FIELDS:
+            raise BadInput(f"{key.strip()} comes from the dataset (its cameras, image size, state "
+                           "and action sizes), not from an override", field="--overrides")  # fmt: skip
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

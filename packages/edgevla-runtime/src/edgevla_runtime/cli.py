@@ -76,7 +76,12 @@ def parser() -> argparse.ArgumentParser:
         "--threshold", default="auto", help="async chunk_size_threshold in [0, 1], or auto"
     )
     run.add_argument("--aggregate", default="weighted_average", choices=AGGREGATE_FN_NAMES)
-    run.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime intra-op threads (0: its default, one per core)",
+    )
     run.add_argument(
         "--timeout", type=float, default=2.0, help="an inference slower than this is a fault (s)"
     )
@@ -112,9 +117,11 @@ def _budget(b: dict[str, object]) -> str:
 def check_numbers(args: argparse.Namespace) -> None:
     """Flags that must be positive, refused by their own name before anything loads."""
     for flag, value in (("--seconds", args.seconds), ("--timeout", args.timeout),
-                        ("--fps", args.fps), ("--threads", args.threads)):  # fmt: skip
+                        ("--fps", args.fps)):  # fmt: skip
         if value is not None and not value > 0:
             raise ValueError(f"{flag} must be > 0, got {value:g}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: ONNX Runtime's default), got {args.threads}")
     if not 1 <= args.jpeg_quality <= 95:
         raise ValueError(f"--jpeg-quality must be in 1-95, got {args.jpeg_quality}")
 
