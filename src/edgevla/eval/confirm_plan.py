@@ -114,17 +114,16 @@ def confirm_auto_plan(
                   workers=config.workers, noise_scale=config.noise_scale,
                   episode_time_s=config.episode_time_s, sets=config.sets, resume=False)  # fmt: skip
 
-    rollouts = []
-
-    def success(bundle: Path, name: str) -> dict[str, float | None]:
+    def success(bundle: Path, name: str) -> tuple[dict[str, float | None], int]:
+        """(its successes, the rollouts behind them)"""
         ev = evaluate(EvalConfig(checkpoint=bundle, out=work / f"eval_{name}", **common), progress)
         summary = ev.modes["async"].summary  # a set not evaluated (config.sets) reads None
-        rollouts.append(len(ev.modes["async"].episodes))
-        return {k: None if summary[k] is None else float(summary[k]) for k in SUCCESS_KEYS}
+        rates = {k: None if summary[k] is None else float(summary[k]) for k in SUCCESS_KEYS}
+        return rates, len(ev.modes["async"].episodes)
 
-    confirmation = Confirmation(success(Path(quantize.bundle), "fp32"),
-                                tolerance=config.tolerance, episodes=config.episodes,
-                                rollouts=rollouts[0])  # fmt: skip
+    reference, rollouts = success(Path(quantize.bundle), "fp32")
+    confirmation = Confirmation(reference, tolerance=config.tolerance, episodes=config.episodes,
+                                rollouts=rollouts)  # fmt: skip
     fits = [c for c in result.candidates if c["within_budget"]][: config.max_candidates]
     for i, candidate in enumerate(fits):
         chosen = candidate["plan"] == result.plan
@@ -135,7 +134,7 @@ def confirm_auto_plan(
             plan_file = write_plan_file(plan, work / f"candidate{i}.yaml")
             built = quantize_bundle(replace(quantize, plan=str(plan_file), budget=None,
                                             out=bundle, overwrite=True), progress, stage_files)  # fmt: skip
-        got = success(bundle, f"candidate{i}")
+        got, _ = success(bundle, f"candidate{i}")
         loss = confirmation.reference["success_global"] - got["success_global"]
         accepted = loss <= config.tolerance + 1e-9
         confirmation.tried.append({"plan": candidate["plan"], **got, "global_loss": loss,

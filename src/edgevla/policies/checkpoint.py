@@ -156,14 +156,12 @@ class Checkpoint:
             )
         config_path = folder / CONFIG_FILE
         if not config_path.exists() and (folder / "checkpoints").is_dir():  # `edgevla train --out`
+            select = (
+                "" if (folder / "best").exists() else f" (after `edgevla select --run {folder}`)"
+            )
             raise BadInput(
-                f"is a training run, not a checkpoint: give {folder / 'best'}"
-                + (
-                    ""
-                    if (folder / "best").exists()
-                    else f" (after `edgevla select --run {folder}`)"
-                )
-                + f" or one of {folder / 'checkpoints'}/step-*",
+                f"is a training run, not a checkpoint: give {folder / 'best'}{select} or one of "
+                f"{folder / 'checkpoints'}/step-*",
                 path=folder,
             )
         obj = read_json(
@@ -361,10 +359,16 @@ def save_checkpoint(
     if stats is not None:
         write_stats_safetensors(folder / STATS_FILE, stats)
         write_lerobot_processors(folder, config, stats)
-    for reason in config.lerobot_incompatibilities():
-        # No folder in the message: a training run warns once, not at every save.
-        warnings.warn(reason, LeRobotCompatibilityWarning, stacklevel=3)
+    warn_lerobot_incompatibilities(config, stacklevel=4)
     return folder
+
+
+def warn_lerobot_incompatibilities(config: Any, stacklevel: int = 2) -> None:
+    """A LeRobotCompatibilityWarning per reason LeRobot could not load a checkpoint of `config`.
+    No folder in the message: the same text at every save (training says it once up front and
+    silences its saves)."""
+    for reason in config.lerobot_incompatibilities():
+        warnings.warn(reason, LeRobotCompatibilityWarning, stacklevel=stacklevel)
 
 
 def lerobot_processor_configs(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:

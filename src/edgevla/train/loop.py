@@ -43,7 +43,11 @@ from edgevla.dataset.lerobot.reader import LeRobotDatasetReader
 from edgevla.dataset.torch_dataset import ActionChunkDataset
 from edgevla.errors import BadInput
 from edgevla.jsonio import write_json_atomic
-from edgevla.policies.checkpoint import TRAIN_INFO_FILE, LeRobotCompatibilityWarning
+from edgevla.policies.checkpoint import (
+    TRAIN_INFO_FILE,
+    LeRobotCompatibilityWarning,
+    warn_lerobot_incompatibilities,
+)
 from edgevla.policies.common.normalize import Normalizer
 from edgevla.policies.factory import policy_class
 from edgevla.progress import ProgressEvent, ProgressFn, no_progress
@@ -346,7 +350,7 @@ def _check_same_network(cfg: TrainConfig, folder: Path, model: _Model) -> None:
 
     from edgevla.policies.checkpoint import WEIGHTS_FILE, Checkpoint
 
-    Checkpoint.open(folder, expected_type=cfg.policy)  # a damaged file: one line, naming it
+    checkpoint = Checkpoint.open(folder, expected_type=cfg.policy)  # a damaged file: one line
     try:
         with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
             saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
@@ -356,7 +360,7 @@ def _check_same_network(cfg: TrainConfig, folder: Path, model: _Model) -> None:
     asked = {k: tuple(v.shape) for k, v in model.policy.state_dict().items()}
     if saved == asked:
         return
-    was = Checkpoint.open(folder, expected_type=cfg.policy).config.to_json_dict()
+    was = checkpoint.config.to_json_dict()
     now = model.policy.config.to_json_dict()
     differ = [f"{k} {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(was.keys() | now.keys())
               if was.get(k) != now.get(k)]  # fmt: skip
@@ -476,8 +480,7 @@ def train(cfg: TrainConfig, progress: ProgressFn | None = None) -> TrainResult:
                          "to train; raise --steps to continue")  # fmt: skip
         # a checkpoint LeRobot cannot load is said once, before training, not at every save
         # (Python's once-filters forget whenever a library touches the filters, as torch does)
-        for reason in model.policy.config.lerobot_incompatibilities():
-            warnings.warn(reason, LeRobotCompatibilityWarning, stacklevel=2)
+        warn_lerobot_incompatibilities(model.policy.config, stacklevel=3)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=LeRobotCompatibilityWarning)
             result = _steps(cfg, data, model, start, wall_before, report)
